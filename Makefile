@@ -1,0 +1,53 @@
+# looplab developer tasks. Works from a fresh clone: the targets build .venv themselves.
+#
+#   make test [PYTEST_ARGS="-k foo -x"]   run the test suite
+#   make demo                             seed sample data and start the UI
+#   make bench                            tracing overhead benchmark
+#   make clean                            remove .venv and caches
+#
+# PostgreSQL tests run when LOOPLAB_TEST_POSTGRES_URL is set; a throwaway server:
+#   export LOOPLAB_TEST_POSTGRES_URL=$$(.ci/postgres.sh start /tmp/looplab-pg)
+#   ... ; .ci/postgres.sh stop /tmp/looplab-pg
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: test deps demo demo-deps bench clean
+
+test: $(VENV)/.installed-test
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# Dependencies only (CI times this separately from the tests).
+deps: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/looplab seed
+	$(VENV)/bin/looplab ui
+
+demo-deps: $(VENV)/.installed-demo
+
+bench: $(VENV)/.installed-test
+	$(VPY) -m bench.tracing
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: re-install only when pyproject.toml changes. The stamp is written last,
+# so an interrupted or failed install is retried on the next run.
+$(VENV)/.installed-test: pyproject.toml | $(VPY)
+	$(PIP) -e '.[test]'
+	@touch $@
+
+$(VENV)/.installed-demo: pyproject.toml | $(VPY)
+	$(PIP) -e '.[openai,anthropic]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist
+	find . \( -path ./.git -o -path './$(VENV)' \) -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' -o -name .pytest_cache \) -type d \
+		-prune -exec rm -rf {} +

@@ -1,0 +1,352 @@
+"""The whole data model as SQLAlchemy 2.x typed tables.
+
+Telemetry tables (traces, spans, scores) carry no foreign keys between each other: spans of a
+trace may arrive before the trace row (the root span ends last, OTLP batches come in any order),
+and a user may score a trace that is still queued for writing. Everything the UI filters or
+aggregates on is a real, indexed column; free-form payloads live in ``*_json`` columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from looplab.store.types import JSONType, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SPAN_KINDS = ("llm", "tool", "retrieval", "span", "event", "evaluator", "embedding")
+STATUSES = ("ok", "error")
+SCORE_SOURCES = ("human", "llm_judge", "code", "user_feedback")
+SCORE_DATA_TYPES = ("numeric", "categorical", "boolean", "text")
+ROLES = ("admin", "engineer", "annotator")
+QUEUE_ITEM_STATUSES = ("pending", "leased", "done", "skipped")
+EXPERIMENT_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+EVALUATOR_KINDS = ("code", "llm_judge")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+# --- 1. Tracing -------------------------------------------------------------------------------
+
+
+class Trace(Base):
+    """One request's whole path; its row is written when its root span ends."""
+
+    __tablename__ = "traces"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+        Index("ix_traces_name_start", "name", "start_time"),
+        Index("ix_traces_user_start", "user_id", "start_time"),
+        Index("ix_traces_session_start", "session_id", "start_time"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    start_time: Mapped[datetime] = mapped_column(index=True)
+    end_time: Mapped[datetime | None]
+    duration_ms: Mapped[float | None] = mapped_column(Float, index=True)
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255), index=True)
+    environment: Mapped[str | None] = mapped_column(String(255), index=True)
+    tags_json: Mapped[list[Any] | None]
+    metadata_json: Mapped[dict[str, Any] | None]
+    input_json: Mapped[Any | None] = mapped_column(JSONType)
+    output_json: Mapped[Any | None] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    span_count: Mapped[int] = mapped_column(Integer, default=1)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+
+
+class TraceTag(Base):
+    """One tag of a trace, so filtering by tag is an indexed lookup on every database."""
+
+    __tablename__ = "trace_tags"
+
+    trace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class Span(Base):
+    """One step of a trace: an LLM call, a tool call, a retrieval, or any observed function."""
+
+    __tablename__ = "spans"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", SPAN_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+        Index("ix_spans_trace_start", "trace_id", "start_time"),
+        Index("ix_spans_model_start", "model", "start_time"),
+        Index("ix_spans_kind_start", "kind", "start_time"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    start_time: Mapped[datetime] = mapped_column(index=True)
+    end_time: Mapped[datetime | None]
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    input_json: Mapped[Any | None] = mapped_column(JSONType)
+    output_json: Mapped[Any | None] = mapped_column(JSONType)
+    provider: Mapped[str | None] = mapped_column(String(64), index=True)
+    model: Mapped[str | None] = mapped_column(String(255))
+    params_json: Mapped[dict[str, Any] | None]
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    pricing_source: Mapped[str | None] = mapped_column(String(64))
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attributes_json: Mapped[dict[str, Any] | None]
+
+
+class ScoreConfig(Base):
+    """A named way to score: its type, its range or options, and the rubric people and judges read."""
+
+    __tablename__ = "score_configs"
+    __table_args__ = (CheckConstraint(_one_of("data_type", SCORE_DATA_TYPES), name="data_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    data_type: Mapped[str] = mapped_column(String(16))
+    min_value: Mapped[float | None] = mapped_column(Float)
+    max_value: Mapped[float | None] = mapped_column(Float)
+    step: Mapped[float | None] = mapped_column(Float)
+    categories_json: Mapped[list[Any] | None]
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class Score(Base):
+    """A judgement of a trace, a span or an experiment item, by a person, a judge, code or a user."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", SCORE_SOURCES), name="source"),
+        Index("ix_scores_name_created", "name", "created_at"),
+        Index("ix_scores_trace_name", "trace_id", "name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    span_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    experiment_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiment_items.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), index=True)
+    author: Mapped[str | None] = mapped_column(String(255))
+    config_id: Mapped[int | None] = mapped_column(ForeignKey("score_configs.id", ondelete="SET NULL"))
+    evaluator_id: Mapped[int | None] = mapped_column(ForeignKey("evaluators.id", ondelete="SET NULL"))
+    evaluator_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    metadata_json: Mapped[dict[str, Any] | None]
+
+
+# --- 3. Annotation and datasets -----------------------------------------------------------------
+
+
+class User(Base):
+    """A person who signs in: admin, engineer or annotator."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class AnnotationQueue(Base):
+    """A queue of traces for people to label with a set of score configs."""
+
+    __tablename__ = "annotation_queues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    annotations_per_item: Mapped[int] = mapped_column(Integer, default=1)
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=900)
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class QueueScoreConfig(Base):
+    __tablename__ = "queue_score_configs"
+
+    queue_id: Mapped[int] = mapped_column(ForeignKey("annotation_queues.id", ondelete="CASCADE"), primary_key=True)
+    score_config_id: Mapped[int] = mapped_column(ForeignKey("score_configs.id", ondelete="CASCADE"), primary_key=True)
+
+
+class QueueAssignee(Base):
+    __tablename__ = "queue_assignees"
+
+    queue_id: Mapped[int] = mapped_column(ForeignKey("annotation_queues.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class QueueItem(Base):
+    """A trace waiting in a queue; a lease keeps two annotators off the same item at once."""
+
+    __tablename__ = "queue_items"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", QUEUE_ITEM_STATUSES), name="status"),
+        UniqueConstraint("queue_id", "trace_id"),
+        Index("ix_queue_items_queue_status", "queue_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("annotation_queues.id", ondelete="CASCADE"))
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    leased_by: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    annotations_done: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class Dataset(Base):
+    """A named, versioned collection of test cases."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_json: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class DatasetItem(Base):
+    """One version of one test case.
+
+    Items are never edited in place: an edit closes the current row (``valid_to``) and adds a new
+    row with the same ``item_id``, so the dataset as of any time is the rows valid at that time.
+    """
+
+    __tablename__ = "dataset_items"
+    __table_args__ = (Index("ix_dataset_items_dataset_valid", "dataset_id", "valid_from", "valid_to"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    input_json: Mapped[Any | None] = mapped_column(JSONType)
+    expected_output_json: Mapped[Any | None] = mapped_column(JSONType)
+    metadata_json: Mapped[dict[str, Any] | None]
+    source_trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    source_span_id: Mapped[str | None] = mapped_column(String(64))
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+
+
+# --- 4-5. Experiments and evaluation -------------------------------------------------------------
+
+
+class Evaluator(Base):
+    """A code check or an LLM judge, versioned; its results are scores."""
+
+    __tablename__ = "evaluators"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", EVALUATOR_KINDS), name="kind"),
+        UniqueConstraint("name", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16))
+    config_json: Mapped[dict[str, Any]]
+    score_config_id: Mapped[int | None] = mapped_column(ForeignKey("score_configs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+class Experiment(Base):
+    """A variant run over a pinned dataset version, optionally against a baseline experiment."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (CheckConstraint(_one_of("status", EXPERIMENT_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    dataset_version: Mapped[datetime]
+    variant_json: Mapped[dict[str, Any]]
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    metadata_json: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ExperimentItem(Base):
+    """One dataset item run through an experiment's variant: output, cost, latency and a trace."""
+
+    __tablename__ = "experiment_items"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+        UniqueConstraint("experiment_id", "dataset_item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    dataset_item_id: Mapped[str] = mapped_column(String(64))
+    dataset_item_row_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_items.id", ondelete="SET NULL"))
+    trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    output_json: Mapped[Any | None] = mapped_column(JSONType)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

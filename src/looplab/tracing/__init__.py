@@ -1,0 +1,1 @@
+"""Recording traces: span context, SDK wrappers, the background writer, pricing and redaction."""

@@ -1,0 +1,76 @@
+"""Turning payloads into storable JSON, with secrets masked and the user's redaction applied.
+
+API keys and Authorization headers never reach storage: values under secret-looking keys and
+strings shaped like provider keys or bearer tokens are replaced by ``[REDACTED]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+REDACTED = "[REDACTED]"
+SECRET_KEYS = frozenset(
+    {"api_key", "apikey", "api-key", "x-api-key", "authorization", "proxy-authorization", "password",
+     "secret", "client_secret", "access_token", "refresh_token", "openai_api_key", "anthropic_api_key"}
+)
+_SECRET_PATTERN = re.compile(
+    r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-~+/]{16,}=*|AKIA[0-9A-Z]{16})"
+)
+MAX_STRING_CHARS = 200_000
+MAX_ITEMS = 10_000
+MAX_DEPTH = 40
+
+
+def _mask(text: str) -> str:
+    if len(text) > MAX_STRING_CHARS:
+        text = f"{text[:MAX_STRING_CHARS]}…[truncated {len(text) - MAX_STRING_CHARS} chars]"
+    if len(text) >= 20 and ("sk-" in text or "Bearer" in text or "AKIA" in text):
+        text = _SECRET_PATTERN.sub(REDACTED, text)
+    return text
+
+
+def to_storable(value: Any, depth: int = 0) -> Any:
+    """A JSON-ready copy of ``value``: SDK models dumped, secrets masked, huge values truncated."""
+    if value is None or value is True or value is False or isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return _mask(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth > MAX_DEPTH:
+        return "…[nested too deep]"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= MAX_ITEMS:
+                out["…"] = f"[{len(value) - MAX_ITEMS} more keys]"
+                break
+            key = key if isinstance(key, str) else str(key)
+            out[key] = REDACTED if key.lower() in SECRET_KEYS and item else to_storable(item, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        out_list = [to_storable(item, depth + 1) for item in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            out_list.append(f"…[{len(items) - MAX_ITEMS} more items]")
+        return out_list
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump) and not isinstance(value, type):
+        try:
+            return to_storable(model_dump(mode="json", exclude_unset=True, warnings=False), depth + 1)
+        except Exception:
+            pass
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return to_storable(value.value, depth + 1)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_storable(dataclasses.asdict(value), depth + 1)
+    return _mask(repr(value))

@@ -1,0 +1,119 @@
+"""Instrumenting an SDK's own stream object in place.
+
+The caller gets the very object the SDK returned (``isinstance``, ``.response``, ``with``, and
+``close`` all behave as before). Both SDKs iterate through ``stream._iterator``, so that iterator
+is replaced by one that notes each item and the time to the first; ``close`` is wrapped; and a
+finalizer covers a stream the caller drops half-way. Whichever comes first ends the span; it is
+ended exactly once, and nothing raised while ending it reaches the caller's loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from typing import Any, AsyncIterator, Iterator
+
+from looplab.tracing.context import finish_span
+from looplab.tracing.records import SpanRecord
+
+log = logging.getLogger("looplab")
+
+
+class _StreamSpan:
+    __slots__ = ("record", "items", "done", "lock")
+
+    def __init__(self, record: SpanRecord) -> None:
+        self.record = record
+        self.items: list[Any] = []
+        self.done = False
+        self.lock = threading.Lock()
+        record.raw.items = self.items
+
+    def note(self, item: Any) -> None:
+        items = self.items
+        if not items:
+            self.record.ttft_ms = (time.perf_counter() - self.record.perf_start) * 1000.0
+        items.append(item)
+
+    def end(self, error: BaseException | None = None, stopped_early: bool = False) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+        try:
+            self.record.raw.stopped_early = stopped_early
+            finish_span(self.record, error)
+        except Exception:  # never into the caller's loop
+            log.exception("looplab: could not record the end of a stream")
+
+
+def instrument_stream(stream: Any, record: SpanRecord) -> Any:
+    """Trace a sync SDK stream in place and return it."""
+    span = _StreamSpan(record)
+    original: Iterator[Any] = stream._iterator
+
+    def traced() -> Iterator[Any]:
+        try:
+            for item in original:
+                span.note(item)
+                yield item
+        except GeneratorExit:
+            span.end(stopped_early=True)
+            raise
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.end()
+
+    stream._iterator = traced()
+    close_on_class = type(stream).close
+    stream_ref = weakref.ref(stream)  # a strong reference would keep the stream alive in a cycle
+
+    def close() -> None:
+        try:
+            target = stream_ref()
+            if target is not None:
+                close_on_class(target)
+        finally:
+            span.end(stopped_early=True)
+
+    stream.close = close
+    weakref.finalize(stream, span.end, None, True)
+    return stream
+
+
+def instrument_async_stream(stream: Any, record: SpanRecord) -> Any:
+    """Trace an async SDK stream in place and return it."""
+    span = _StreamSpan(record)
+    original: AsyncIterator[Any] = stream._iterator
+
+    async def traced() -> AsyncIterator[Any]:
+        try:
+            async for item in original:
+                span.note(item)
+                yield item
+        except GeneratorExit:
+            span.end(stopped_early=True)
+            raise
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.end()
+
+    stream._iterator = traced()
+    close_on_class = type(stream).close
+    stream_ref = weakref.ref(stream)
+
+    async def close() -> None:
+        try:
+            target = stream_ref()
+            if target is not None:
+                await close_on_class(target)
+        finally:
+            span.end(stopped_early=True)
+
+    stream.close = close
+    weakref.finalize(stream, span.end, None, True)
+    return stream

@@ -1,0 +1,98 @@
+"""Shared fixtures: a real database per test (SQLite file, and PostgreSQL when configured),
+tracing pointed at it, and the fake LLM server.
+
+``LOOPLAB_TEST_POSTGRES_URL`` names a PostgreSQL database to run the ``postgres`` half of every
+store-backed test against; with ``LOOPLAB_REQUIRE_POSTGRES=1`` (CI) a missing server is a failure,
+not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import looplab
+from looplab.store.engine import dispose_engines, get_engine
+from looplab.store.models import Base
+from tests.fakes.llm_server import FakeLLM
+
+POSTGRES_URL = os.environ.get("LOOPLAB_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("LOOPLAB_REQUIRE_POSTGRES") == "1"
+
+
+def _worker_postgres_url() -> str:
+    """A database of this xdist worker's own, created on first use."""
+    assert POSTGRES_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    base = make_url(POSTGRES_URL)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("LOOPLAB_REQUIRE_POSTGRES=1 but LOOPLAB_TEST_POSTGRES_URL is not set")
+        pytest.skip("set LOOPLAB_TEST_POSTGRES_URL to run against PostgreSQL")
+    return _worker_postgres_url()
+
+
+def _empty_postgres(url: str) -> None:
+    engine = get_engine(url)  # migrates on first use
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty looplab database: a SQLite file, then the PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'looplab.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _empty_postgres(url)
+    yield url
+    looplab.flush(timeout=10)
+    dispose_engines()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite database file, for tests about SQLite itself."""
+    yield f"sqlite:///{tmp_path / 'looplab.db'}"
+    looplab.flush(timeout=10)
+    dispose_engines()
+
+
+@pytest.fixture
+def traced(db_url: str) -> Iterator[str]:
+    """Tracing configured to record into ``db_url``; yields the URL."""
+    looplab.configure(database_url=db_url, sample_rate=1.0, flush_interval=0.02)
+    yield db_url
+    looplab.flush(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLM) -> FakeLLM:
+    """The fake LLM server, with its knobs and recorded requests reset."""
+    fake_llm_server.reset()
+    return fake_llm_server
