@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import looplab
+from looplab.config import Settings
+from looplab.tracing import runtime
 from looplab.store.engine import dispose_engines, get_engine
 from looplab.store.models import Base
 from tests.fakes.llm_server import FakeLLM
@@ -80,7 +82,7 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def traced(db_url: str) -> Iterator[str]:
     """Tracing configured to record into ``db_url``; yields the URL."""
-    looplab.configure(database_url=db_url, sample_rate=1.0, flush_interval=0.02)
+    runtime.install(Settings(database_url=db_url, flush_interval=0.02))
     yield db_url
     looplab.flush(timeout=10)
 

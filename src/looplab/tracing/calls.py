@@ -75,7 +75,8 @@ def patch_method(
     if getattr(original, "__looplab_wrapped__", False):
         return
 
-    if inspect.iscoroutinefunction(original):
+    # The SDKs decorate their async methods with plain wrappers, so look beneath them.
+    if inspect.iscoroutinefunction(inspect.unwrap(original)):
 
         @functools.wraps(original)
         async def traced_async(*args: Any, **kwargs: Any) -> Any:

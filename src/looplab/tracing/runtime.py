@@ -45,9 +45,13 @@ def writer() -> Any:
 
 
 def configure(**changes: Any) -> Settings:
-    """Change settings; pending records are written to the old database first."""
+    """Change the given settings (``None`` keeps a value); pending records are written first."""
+    return install(settings().with_changes(**changes))
+
+
+def install(new: Settings) -> Settings:
+    """Put ``new`` settings in force as a whole; records already queued go to the old database."""
     global _settings, _writer
-    new = settings().with_changes(**changes)
     old_writer = _writer
     if old_writer is not None:
         old_writer.close(timeout=10.0)
