@@ -159,7 +159,9 @@ def test_chat_stream_helper_accumulates_tool_calls(fake: FakeLLM, oai: openai.Op
     ],
 )
 def test_chat_json_response_format(oai: openai.OpenAI, response_format: dict) -> None:
-    completion = oai.chat.completions.create(model="gpt-fake", messages=USER, response_format=response_format)  # type: ignore[arg-type]
+    completion = oai.chat.completions.create(
+        model="gpt-fake", messages=USER, response_format=response_format  # type: ignore[arg-type]
+    )
     assert json.loads(completion.choices[0].message.content or "") == {"answer": "Echo: what is the weather"}
 
 
@@ -333,7 +335,11 @@ def test_anthropic_tool_use_streamed_input_json_delta(fake: FakeLLM, ant: anthro
     fake.enqueue(Reply(tool_calls=[WEATHER]))
     with ant.messages.create(model="claude-fake", max_tokens=50, messages=USER, stream=True) as stream:
         events = list(stream)
-    partial = [e.delta.partial_json for e in events if e.type == "content_block_delta" and e.delta.type == "input_json_delta"]
+    partial = [
+        e.delta.partial_json
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
     assert len(partial) > 2
     assert json.loads("".join(partial)) == WEATHER["arguments"]
     assert [e.delta.stop_reason for e in events if e.type == "message_delta"] == ["tool_use"]
@@ -373,7 +379,8 @@ def test_async_openai_chat_and_stream(fake: FakeLLM) -> None:
 
 def test_async_anthropic_stream_helper(fake: FakeLLM) -> None:
     async def run() -> str:
-        async with anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="test", max_retries=0) as client:
+        client = anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="test", max_retries=0)
+        async with client:
             async with client.messages.stream(model="claude-fake", max_tokens=50, messages=USER) as stream:
                 message = await stream.get_final_message()
             return message.content[0].text  # type: ignore[union-attr]
@@ -389,8 +396,12 @@ def test_async_anthropic_stream_helper(fake: FakeLLM) -> None:
 def test_openai_retries_429_then_succeeds(fake: FakeLLM) -> None:
     fake.enqueue(Reply(status=429), Reply(text="finally"))
     with openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=1) as client:
+        start = time.perf_counter()
         completion = client.chat.completions.create(model="gpt-fake", messages=USER)
+        elapsed = time.perf_counter() - start
     assert completion.choices[0].message.content == "finally"
+    # `retry-after-ms: 1` makes the retry immediate; the SDK's own backoff is at least 0.375 s.
+    assert elapsed < 0.3
     assert len(fake.requests) == 2
     assert [r.headers["x-stainless-retry-count"] for r in fake.requests] == ["0", "1"]
 
@@ -430,7 +441,11 @@ def test_anthropic_errors_use_native_body(fake: FakeLLM, ant: anthropic.Anthropi
     assert overloaded.value.status_code == 529
     with pytest.raises(anthropic.BadRequestError) as bad:
         ant.messages.create(model="claude-fake", max_tokens=5, messages=USER)
-    assert bad.value.body == {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}, "request_id": bad.value.request_id}
+    assert bad.value.body == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "bad"},
+        "request_id": bad.value.request_id,
+    }
 
 
 def test_malformed_body_raises(fake: FakeLLM, oai: openai.OpenAI, ant: anthropic.Anthropic) -> None:
@@ -522,6 +537,24 @@ def test_latency_and_chunk_delay(fake: FakeLLM, oai: openai.OpenAI) -> None:
     assert arrivals[-1] - arrivals[0] >= 0.09  # content chunks were spread out
 
 
+def test_request_is_recorded_before_the_reply(fake: FakeLLM, oai: openai.OpenAI) -> None:
+    fake.latency = 0.3
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(oai.chat.completions.create, model="m", messages=USER)
+        deadline = time.monotonic() + 2
+        while not fake.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(fake.requests) == 1 and not pending.done()
+        assert pending.result(timeout=5).choices[0].message.content
+
+
+def test_reply_validation() -> None:
+    with pytest.raises(ValueError, match="name"):
+        Reply(tool_calls=[{"arguments": {}}])
+    with pytest.raises(ValueError, match="prompt_tokens"):
+        Reply(usage={"prompt_tokens": 1})
+
+
 def test_queue_is_fifo_and_reset_clears(fake: FakeLLM, oai: openai.OpenAI) -> None:
     fake.enqueue(Reply(text="first"), Reply(text="second"))
     texts = [oai.chat.completions.create(model="m", messages=USER).choices[0].message.content for _ in range(3)]
@@ -539,10 +572,11 @@ def test_many_sequential_and_concurrent_requests(fake: FakeLLM, oai: openai.Open
         assert content.choices[0].message.content == f"Echo: n{i}"
 
     def call(i: int) -> str:
+        messages = [{"role": "user", "content": f"s{i}"}]
         if i % 2:
-            with oai.chat.completions.create(model="m", messages=[{"role": "user", "content": f"s{i}"}], stream=True) as s:
-                return "".join(c.choices[0].delta.content or "" for c in s if c.choices)
-        return oai.chat.completions.create(model="m", messages=[{"role": "user", "content": f"s{i}"}]).choices[0].message.content or ""
+            with oai.chat.completions.create(model="m", messages=messages, stream=True) as stream:
+                return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        return oai.chat.completions.create(model="m", messages=messages).choices[0].message.content or ""
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(call, range(80)))

@@ -74,12 +74,14 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["FakeLLM", "RecordedRequest", "Reply"]
+
+_USAGE_KEYS = frozenset({"input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens"})
 
 
 @dataclasses.dataclass
@@ -93,6 +95,17 @@ class Reply:
     delay: float | None = None
     stream_error_after: int | None = None
     usage: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        # Fail in the test that builds a bad Reply, not later inside a server thread.
+        for call in self.tool_calls or []:
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                raise ValueError(f"tool call needs a str 'name': {call!r}")
+            if not isinstance(call.get("arguments", {}), dict):
+                raise ValueError(f"tool call 'arguments' must be a dict: {call!r}")
+        unknown = set(self.usage or {}) - _USAGE_KEYS
+        if unknown:
+            raise ValueError(f"unknown usage keys {sorted(unknown)}; use {sorted(_USAGE_KEYS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,8 +271,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients dropping connections (early stream close, pool shutdown) are normal; stay quiet.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        if isinstance(sys.exc_info()[1], OSError):
             return
         super().handle_error(request, client_address)
 
@@ -295,6 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.close_connection = True
+        self.response_started = False
         try:
             line = self.rfile.readline(65537)
             parts = line.split()
@@ -317,8 +330,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self.request_version == "HTTP/1.0" and connection != "keep-alive"
             )
             self.server.fake._handle(self)
-        except (ConnectionError, TimeoutError):
+        except OSError:
+            self.close_connection = True  # the client went away
+        except Exception as exc:
+            # A bug in the fake: answer 500 so the SDK call fails visibly instead of hanging up,
+            # then let the server print the traceback.
             self.close_connection = True
+            if not self.response_started:
+                body = _dumps(_openai_error(500, f"fake LLM server bug: {exc!r}"))
+                self.send_body(500, body)
+            raise
 
     # -- body / response helpers -------------------------------------------------------------
 
@@ -337,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _head(self, status: int, headers: Iterable[tuple[str, str]]) -> bytes:
+        self.response_started = True
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
         lines += [f"{name}: {value}" for name, value in headers]
         if self.close_connection:
@@ -493,14 +515,11 @@ class FakeLLM:
             time.sleep(delay)
 
         # Errors are shaped for the provider being imitated: by route, else by the SDK's headers.
-        if known:
-            anthropic = path == "/v1/messages"
-        else:
-            anthropic = "anthropic-version" in headers or "x-api-key" in headers
         if not known:
-            message = f"Invalid URL ({handler.command} {path})"
-            self._send_error(handler, 404, message, anthropic)
+            anthropic = "anthropic-version" in headers or "x-api-key" in headers
+            self._send_error(handler, 404, f"Invalid URL ({handler.command} {path})", anthropic)
             return
+        anthropic = path == "/v1/messages"
         if reply.status >= 400:
             self._send_error(handler, reply.status, _error_message(reply.status, reply.text), anthropic)
             return
@@ -528,7 +547,15 @@ class FakeLLM:
             body = body[: max(1, len(body) // 2)]  # truncated JSON: what a cut-off proxy gives
         handler.send_body(200, body, [(header, f"req_fake{self._next_id():08d}")])
 
-    def _stream(self, handler: _Handler, events: Iterator[_Event], plan: _Plan, encode: Any, error: Any, header: str) -> None:
+    def _stream(
+        self,
+        handler: _Handler,
+        events: Iterator[_Event],
+        plan: _Plan,
+        encode: Callable[[str | None, Any], bytes],
+        error: Callable[[], list[bytes]],
+        header: str,
+    ) -> None:
         """Encode events to SSE, injecting a garbled line or a provider error when asked."""
         chunks: list[bytes] = []
         emitted = 0
@@ -548,7 +575,9 @@ class FakeLLM:
             emitted += kind == _CONTENT
         handler.send_sse(chunks, self.chunk_delay, [(header, f"req_fake{self._next_id():08d}")])
 
-    def _plan(self, reply: Reply, body: dict[str, Any], prompt_parts: list[Any], user_text: str, json_mode: bool) -> _Plan:
+    def _plan(
+        self, reply: Reply, body: dict[str, Any], prompt_parts: list[Any], user_text: str, json_mode: bool
+    ) -> _Plan:
         texts: list[str] = []
         for part in prompt_parts:
             _collect_text(part, texts)
@@ -844,9 +873,8 @@ class FakeLLM:
         if plan.text is not None:
             blocks.append({"type": "text", "text": plan.text})
         for call in plan.tool_calls:
-            blocks.append(
-                {"type": "tool_use", "id": f"toolu_fake{call['n']:08d}", "name": call["name"], "input": call["arguments"]}
-            )
+            tool_id = f"toolu_fake{call['n']:08d}"
+            blocks.append({"type": "tool_use", "id": tool_id, "name": call["name"], "input": call["arguments"]})
         usage = {
             "input_tokens": plan.input_tokens,
             "output_tokens": plan.output_tokens,
@@ -867,32 +895,31 @@ class FakeLLM:
             self._send(handler, message, plan, "request-id")
             return
 
+        def ev(kind: int, data: dict[str, Any]) -> _Event:
+            return kind, data["type"], data  # Anthropic names each SSE event after its type
+
         def events() -> Iterator[_Event]:
             start_usage = {**usage, "output_tokens": 1}  # the real API reports ~1 at start
             start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
-            yield _META, "message_start", {"type": "message_start", "message": start}
+            yield ev(_META, {"type": "message_start", "message": start})
             for index, block in enumerate(blocks):
                 if block["type"] == "text":
-                    empty: dict[str, Any] = {"type": "text", "text": ""}
-                    yield _META, "content_block_start", {"type": "content_block_start", "index": index, "content_block": empty}
-                    if index == 0:
-                        yield _META, "ping", {"type": "ping"}
-                    for piece in _text_chunks(block["text"]):
-                        delta = {"type": "text_delta", "text": piece}
-                        yield _CONTENT, "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+                    opened: dict[str, Any] = {"type": "text", "text": ""}
+                    deltas = [{"type": "text_delta", "text": piece} for piece in _text_chunks(block["text"])]
                 else:
                     opened = {**block, "input": {}}
-                    yield _META, "content_block_start", {"type": "content_block_start", "index": index, "content_block": opened}
-                    if index == 0:
-                        yield _META, "ping", {"type": "ping"}
-                    for piece in ["", *_arg_chunks(json.dumps(block["input"]))]:
-                        delta = {"type": "input_json_delta", "partial_json": piece}
-                        yield _CONTENT, "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
-                yield _META, "content_block_stop", {"type": "content_block_stop", "index": index}
+                    pieces = ["", *_arg_chunks(json.dumps(block["input"]))]  # the API starts with ""
+                    deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+                yield ev(_META, {"type": "content_block_start", "index": index, "content_block": opened})
+                if index == 0:
+                    yield ev(_META, {"type": "ping"})
+                for delta in deltas:
+                    yield ev(_CONTENT, {"type": "content_block_delta", "index": index, "delta": delta})
+                yield ev(_META, {"type": "content_block_stop", "index": index})
             yield _CONTENT_END, None, None
-            delta = {"stop_reason": stop_reason, "stop_sequence": None}
-            yield _META, "message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": plan.output_tokens}}
-            yield _META, "message_stop", {"type": "message_stop"}
+            end = {"stop_reason": stop_reason, "stop_sequence": None}
+            yield ev(_META, {"type": "message_delta", "delta": end, "usage": {"output_tokens": plan.output_tokens}})
+            yield ev(_META, {"type": "message_stop"})
 
         def encode(name: str | None, data: Any) -> bytes:
             return b"event: " + (name or "").encode() + b"\ndata: " + _dumps(data) + b"\n\n"

@@ -32,7 +32,8 @@ class Rows:
     scores: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.spans) + len(self.traces) + len(self.scores)
+        """How many records these rows stand for (trace and tag rows are derived from spans)."""
+        return len(self.spans) + len(self.scores)
 
     def extend(self, other: "Rows") -> None:
         self.spans.extend(other.spans)

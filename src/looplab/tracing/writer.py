@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from looplab.config import Settings
 from looplab.errors import StoreError
+from looplab.store.engine import get_engine
 from looplab.store.models import Score, Span, Trace, TraceTag
 from looplab.tracing.records import ScoreRecord, SpanRecord
 from looplab.tracing.rows import RowBuilder, Rows
@@ -163,33 +164,29 @@ class Writer:
                 return  # storage is down: wait for the timer rather than spin
 
     def _hold(self, rows: Rows) -> None:
-        room = self._max - len(self._pending)
-        if len(rows) > room:
+        if len(self._pending) + len(rows) > self._max:
+            # Storage has been refusing writes for a while: keep the oldest, drop what is new.
             with self._count_lock:
-                self._dropped += len(rows) - max(room, 0)
-            rows.spans = rows.spans[: max(room, 0)]
-            rows.traces = rows.traces[: max(room - len(rows.spans), 0)]
-            rows.scores = rows.scores[: max(room - len(rows.spans) - len(rows.traces), 0)]
+                self._dropped += len(rows)
+            return
         self._pending.extend(rows)
 
     def _write_pending(self, force: bool) -> bool:
         pending = self._pending
-        if not len(pending) and not pending.tags:
+        if not len(pending):
             return True
         if not force and time.monotonic() < self._retry_at:
             return False
         try:
-            from looplab.store.engine import get_engine
-
-            with get_engine(self._url).begin() as conn:
-                try:
-                    with conn.begin_nested():
-                        _insert_all(conn, pending)
-                except (OperationalError, StoreError):
+            engine = get_engine(self._url)
+            try:
+                with engine.begin() as conn:
+                    _insert_all(conn, pending)
+            except SQLAlchemyError as err:
+                if _is_storage_failure(err):
                     raise
-                except SQLAlchemyError as err:
-                    if _is_storage_failure(err):
-                        raise
+                # Some row is bad: find it in a fresh transaction, row by row.
+                with engine.begin() as conn:
                     self._insert_row_by_row(conn, pending)
         except (SQLAlchemyError, StoreError, OSError) as err:
             self._storage_failed(err)
