@@ -293,4 +293,4 @@ def test_unserialisable_and_huge_payloads_are_stored_safely(traced: str) -> None
     [span] = stored_spans(traced)
     assert span["input_json"]["obj"] == "<Opaque>" and span["input_json"]["blob"] == "<2 bytes>"
     assert len(span["input_json"]["big"]) < 201_000 and "truncated" in span["input_json"]["big"]
-    assert span["output_json"] == {"nan": "nan", "set": [1], "obj": "<Opaque>"}
+    assert span["output_json"] == {"nan": None, "set": [1], "obj": "<Opaque>"}

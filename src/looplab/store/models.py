@@ -65,6 +65,7 @@ class Trace(Base):
         Index("ix_traces_name_start", "name", "start_time"),
         Index("ix_traces_user_start", "user_id", "start_time"),
         Index("ix_traces_session_start", "session_id", "start_time"),
+        Index("ix_traces_status_start", "status", "start_time"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -74,13 +75,13 @@ class Trace(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float, index=True)
     session_id: Mapped[str | None] = mapped_column(String(255))
     user_id: Mapped[str | None] = mapped_column(String(255))
-    release: Mapped[str | None] = mapped_column(String(255), index=True)
-    environment: Mapped[str | None] = mapped_column(String(255), index=True)
+    release: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
     tags_json: Mapped[list[Any] | None]
     metadata_json: Mapped[dict[str, Any] | None]
     input_json: Mapped[Any | None] = mapped_column(JSONType)
     output_json: Mapped[Any | None] = mapped_column(JSONType)
-    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
     error: Mapped[str | None] = mapped_column(Text)
     span_count: Mapped[int] = mapped_column(Integer, default=1)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -105,14 +106,15 @@ class Span(Base):
     __table_args__ = (
         CheckConstraint(_one_of("kind", SPAN_KINDS), name="kind"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
-        Index("ix_spans_trace_start", "trace_id", "start_time"),
         Index("ix_spans_model_start", "model", "start_time"),
         Index("ix_spans_kind_start", "kind", "start_time"),
     )
 
+    # Keyed by trace first: trace ids start with the time, so inserts append to the index and a
+    # trace's spans sit together (OpenTelemetry, too, names a span by trace id and span id).
+    trace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    trace_id: Mapped[str] = mapped_column(String(64))
-    parent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(255))
     start_time: Mapped[datetime] = mapped_column(index=True)
@@ -120,7 +122,7 @@ class Span(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     input_json: Mapped[Any | None] = mapped_column(JSONType)
     output_json: Mapped[Any | None] = mapped_column(JSONType)
-    provider: Mapped[str | None] = mapped_column(String(64), index=True)
+    provider: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(255))
     params_json: Mapped[dict[str, Any] | None]
     finish_reason: Mapped[str | None] = mapped_column(String(64))
@@ -130,7 +132,7 @@ class Span(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)
     pricing_source: Mapped[str | None] = mapped_column(String(64))
     ttft_ms: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="ok", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
     error: Mapped[str | None] = mapped_column(Text)
     attributes_json: Mapped[dict[str, Any] | None]
 

@@ -12,10 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from looplab.errors import StoreError
@@ -44,6 +41,8 @@ _JSON_CSV_COLUMNS = frozenset({"tags", "metadata", "input", "output"})
 
 def newest_revision() -> str | None:
     """The schema revision this version of looplab migrates to."""
+    from alembic.script import ScriptDirectory  # alembic loads only when the schema is managed
+
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
@@ -53,6 +52,10 @@ def upgrade_database(url: str) -> tuple[str | None, str | None, list[str]]:
     Returns the revision before (``None`` for an empty database), the revision after, and one
     line (``"<revision>: <message>"``) for each migration applied, oldest first.
     """
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     engine = _create_engine(url)
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     try:
@@ -109,8 +112,9 @@ def iter_traces_for_export(
         query = select(Trace.__table__).where(*window).order_by(Trace.start_time, Trace.id).limit(page_size)
         if after is not None:
             last_start, last_id = after
+            # The ">=" bound lets the start_time index seek to the page; "OR" then skips the ties already read.
             query = query.where(
-                or_(Trace.start_time > last_start, and_(Trace.start_time == last_start, Trace.id > last_id))
+                Trace.start_time >= last_start, or_(Trace.start_time > last_start, Trace.id > last_id)
             )
         with read_session(url) as session:
             traces = session.execute(query).all()
@@ -191,13 +195,14 @@ def _span_dict(row: Any) -> dict[str, Any]:
 
 
 def trace_csv_row(trace: dict[str, Any]) -> list[Any]:
-    """A trace from ``iter_traces_for_export(..., with_spans=False)`` as the cells of ``TRACE_CSV_COLUMNS``.
+    """A trace from ``iter_traces_for_export`` as the cells of ``TRACE_CSV_COLUMNS``.
 
     Tags, metadata, input and output are JSON text; missing values are empty cells.
     """
+    row = {**trace, "span_count": trace["span_count"] if "span_count" in trace else len(trace["spans"])}
     cells = []
     for column in TRACE_CSV_COLUMNS:
-        value = trace[column] if column != "span_count" or "span_count" in trace else len(trace["spans"])
+        value = row[column]
         if column in _JSON_CSV_COLUMNS:
             cells.append("" if value is None else json.dumps(value, ensure_ascii=False))
         else:

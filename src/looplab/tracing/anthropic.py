@@ -263,7 +263,7 @@ def wrap_anthropic(client: ClientT) -> ClientT:
     Wrapping twice is harmless.
     """
     messages = client.messages  # type: ignore[attr-defined]
-    is_async = inspect.iscoroutinefunction(messages.create)
+    is_async = inspect.iscoroutinefunction(inspect.unwrap(messages.create))  # beneath the SDK's sync decorator
     for method in ("create", "parse"):
         if hasattr(messages, method):
             patch_method(messages, method, kind="llm", name=f"anthropic.messages.{method}", provider=PROVIDER,

@@ -17,15 +17,25 @@ import time
 from collections import deque
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from looplab.config import Settings
 from looplab.errors import StoreError
 from looplab.store.engine import get_engine
-from looplab.store.models import Score, Span, Trace, TraceTag
 from looplab.tracing.records import ScoreRecord, SpanRecord
-from looplab.tracing.rows import RowBuilder, Rows
+from looplab.tracing.rows import (
+    ID_POSITION,
+    SCORE_COLUMNS,
+    SPAN_COLUMNS,
+    TAG_COLUMNS,
+    TRACE_COLUMNS,
+    RowBuilder,
+    Rows,
+    naive_utc,
+    sqlite_time,
+)
 
 log = logging.getLogger("looplab")
 
@@ -55,7 +65,11 @@ class Writer:
         self._start_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._closing = False
-        self._builder = RowBuilder(settings.redact)
+        try:
+            is_sqlite = make_url(self._url).get_backend_name() == "sqlite"
+        except Exception:  # a bad URL is reported when the writer first tries to open it
+            is_sqlite = False
+        self._builder = RowBuilder(settings.redact, sqlite_time if is_sqlite else naive_utc)
         self._pending = Rows()  # converted rows storage refused so far
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -144,7 +158,13 @@ class Writer:
         while queue or (len(self._pending) and time.monotonic() >= self._retry_at):
             rows = Rows()
             flushes: list[_FlushRequest] = []
+            converted = 0
             while queue and len(rows) < self._batch:
+                converted += 1
+                if converted % 64 == 0:
+                    # Converting is pure Python and holds the GIL: let the app's threads run
+                    # rather than wait out the interpreter's 5 ms switch interval.
+                    time.sleep(0)
                 record = queue.popleft()
                 if isinstance(record, _FlushRequest):
                     flushes.append(record)
@@ -213,26 +233,21 @@ class Writer:
 
     def _insert_row_by_row(self, conn: Connection, rows: Rows) -> None:
         kept = Rows()
-        for table, key in ((Span, "spans"), (Trace, "traces"), (Score, "scores")):
+        for key in ("spans", "traces", "scores"):
             for row in getattr(rows, key):
                 try:
                     with conn.begin_nested():
-                        conn.execute(insert(table.__table__), [row])
+                        _insert(conn, key, [row])
                     getattr(kept, key).append(row)
                 except SQLAlchemyError as err:
                     if _is_storage_failure(err):
                         raise
                     with self._count_lock:
                         self._rejected += 1
-                    log.warning("looplab: %s %s rejected by the database: %s", key[:-1], row.get("id"),
+                    log.warning("looplab: %s %s rejected by the database: %s", key[:-1], row[ID_POSITION[key]],
                                 getattr(err, "orig", None) or err)
-        for tag in rows.tags:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(TraceTag.__table__), [tag])
-            except SQLAlchemyError as err:
-                if _is_storage_failure(err):
-                    raise
+        if rows.tags:
+            _insert(conn, "tags", rows.tags)
         rows.spans, rows.traces, rows.scores = kept.spans, kept.traces, kept.scores
 
 
@@ -244,11 +259,29 @@ def _is_storage_failure(err: SQLAlchemyError) -> bool:
 
 
 def _insert_all(conn: Connection, rows: Rows) -> None:
-    if rows.spans:
-        conn.execute(insert(Span.__table__), rows.spans)
-    if rows.traces:
-        conn.execute(insert(Trace.__table__), rows.traces)
-    if rows.tags:
-        conn.execute(insert(TraceTag.__table__), rows.tags)
-    if rows.scores:
-        conn.execute(insert(Score.__table__), rows.scores)
+    for key in ("spans", "traces", "tags", "scores"):
+        batch = getattr(rows, key)
+        if batch:
+            _insert(conn, key, batch)
+
+
+_COLUMNS = {"spans": ("spans", SPAN_COLUMNS), "traces": ("traces", TRACE_COLUMNS),
+            "tags": ("trace_tags", TAG_COLUMNS), "scores": ("scores", SCORE_COLUMNS)}
+_statements: dict[tuple[str, str], str] = {}
+
+
+def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ready-made row tuples with the driver's own ``executemany``."""
+    dialect = conn.dialect
+    sql = _statements.get((dialect.name, key))
+    if sql is None:
+        table, columns = _COLUMNS[key]
+        quote = dialect.identifier_preparer.quote
+        marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        # The same tag twice on one trace is one tag.
+        conflict = " ON CONFLICT DO NOTHING" if key == "tags" else ""
+        sql = _statements[(dialect.name, key)] = (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))}){conflict}"
+        )
+    conn.exec_driver_sql(sql, rows)

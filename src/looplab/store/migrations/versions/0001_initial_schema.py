@@ -2,11 +2,12 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 15:57:23.920918
+Create Date: 2026-11-25 16:07:26.887029
 """
 
 from alembic import op
 import sqlalchemy as sa
+
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'
@@ -32,7 +33,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
-    sa.Column('metadata_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('metadata_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('archived_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_datasets')),
@@ -45,7 +46,7 @@ def upgrade() -> None:
     sa.Column('min_value', sa.Float(), nullable=True),
     sa.Column('max_value', sa.Float(), nullable=True),
     sa.Column('step', sa.Float(), nullable=True),
-    sa.Column('categories_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('categories_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('archived_at', sa.DateTime(), nullable=True),
@@ -54,19 +55,19 @@ def upgrade() -> None:
     sa.UniqueConstraint('name', name=op.f('uq_score_configs_name'))
     )
     op.create_table('spans',
-    sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('trace_id', sa.String(length=64), nullable=False),
+    sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('parent_id', sa.String(length=64), nullable=True),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('start_time', sa.DateTime(), nullable=False),
     sa.Column('end_time', sa.DateTime(), nullable=True),
     sa.Column('duration_ms', sa.Float(), nullable=True),
-    sa.Column('input_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('output_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('input_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('output_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('provider', sa.String(length=64), nullable=True),
     sa.Column('model', sa.String(length=255), nullable=True),
-    sa.Column('params_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('params_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('finish_reason', sa.String(length=64), nullable=True),
     sa.Column('input_tokens', sa.Integer(), nullable=True),
     sa.Column('output_tokens', sa.Integer(), nullable=True),
@@ -76,19 +77,15 @@ def upgrade() -> None:
     sa.Column('ttft_ms', sa.Float(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('attributes_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('attributes_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.CheckConstraint("kind IN ('llm', 'tool', 'retrieval', 'span', 'event', 'evaluator', 'embedding')", name=op.f('ck_spans_kind')),
     sa.CheckConstraint("status IN ('ok', 'error')", name=op.f('ck_spans_status')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_spans'))
+    sa.PrimaryKeyConstraint('trace_id', 'id', name=op.f('pk_spans'))
     )
     with op.batch_alter_table('spans', schema=None) as batch_op:
         batch_op.create_index('ix_spans_kind_start', ['kind', 'start_time'], unique=False)
         batch_op.create_index('ix_spans_model_start', ['model', 'start_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_spans_parent_id'), ['parent_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_spans_provider'), ['provider'], unique=False)
         batch_op.create_index(batch_op.f('ix_spans_start_time'), ['start_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_spans_status'), ['status'], unique=False)
-        batch_op.create_index('ix_spans_trace_start', ['trace_id', 'start_time'], unique=False)
 
     op.create_table('trace_tags',
     sa.Column('trace_id', sa.String(length=64), nullable=False),
@@ -108,10 +105,10 @@ def upgrade() -> None:
     sa.Column('user_id', sa.String(length=255), nullable=True),
     sa.Column('release', sa.String(length=255), nullable=True),
     sa.Column('environment', sa.String(length=255), nullable=True),
-    sa.Column('tags_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('metadata_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('input_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('output_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('tags_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('metadata_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('input_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('output_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('span_count', sa.Integer(), nullable=False),
@@ -124,12 +121,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('traces', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_traces_duration_ms'), ['duration_ms'], unique=False)
-        batch_op.create_index(batch_op.f('ix_traces_environment'), ['environment'], unique=False)
         batch_op.create_index('ix_traces_name_start', ['name', 'start_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_traces_release'), ['release'], unique=False)
         batch_op.create_index('ix_traces_session_start', ['session_id', 'start_time'], unique=False)
         batch_op.create_index(batch_op.f('ix_traces_start_time'), ['start_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_traces_status'), ['status'], unique=False)
+        batch_op.create_index('ix_traces_status_start', ['status', 'start_time'], unique=False)
         batch_op.create_index('ix_traces_user_start', ['user_id', 'start_time'], unique=False)
 
     op.create_table('users',
@@ -148,9 +143,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('item_id', sa.String(length=64), nullable=False),
     sa.Column('dataset_id', sa.Integer(), nullable=False),
-    sa.Column('input_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('expected_output_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
-    sa.Column('metadata_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('input_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('expected_output_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
+    sa.Column('metadata_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('source_trace_id', sa.String(length=64), nullable=True),
     sa.Column('source_span_id', sa.String(length=64), nullable=True),
     sa.Column('valid_from', sa.DateTime(), nullable=False),
@@ -168,7 +163,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('config_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=False),
+    sa.Column('config_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=False),
     sa.Column('score_config_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('archived_at', sa.DateTime(), nullable=True),
@@ -182,12 +177,12 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('dataset_id', sa.Integer(), nullable=False),
     sa.Column('dataset_version', sa.DateTime(), nullable=False),
-    sa.Column('variant_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=False),
+    sa.Column('variant_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=False),
     sa.Column('baseline_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('item_count', sa.Integer(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('metadata_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('metadata_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
@@ -241,7 +236,7 @@ def upgrade() -> None:
     sa.Column('dataset_item_id', sa.String(length=64), nullable=False),
     sa.Column('dataset_item_row_id', sa.Integer(), nullable=True),
     sa.Column('trace_id', sa.String(length=64), nullable=True),
-    sa.Column('output_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('output_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.Column('latency_ms', sa.Float(), nullable=True),
     sa.Column('input_tokens', sa.Integer(), nullable=True),
     sa.Column('output_tokens', sa.Integer(), nullable=True),
@@ -273,7 +268,7 @@ def upgrade() -> None:
     sa.Column('evaluator_id', sa.Integer(), nullable=True),
     sa.Column('evaluator_version', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('metadata_json', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
+    sa.Column('metadata_json', sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql'), nullable=True),
     sa.CheckConstraint("source IN ('human', 'llm_judge', 'code', 'user_feedback')", name=op.f('ck_scores_source')),
     sa.ForeignKeyConstraint(['config_id'], ['score_configs.id'], name=op.f('fk_scores_config_id_score_configs'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['evaluator_id'], ['evaluators.id'], name=op.f('fk_scores_evaluator_id_evaluators'), ondelete='SET NULL'),
@@ -326,12 +321,10 @@ def downgrade() -> None:
     op.drop_table('users')
     with op.batch_alter_table('traces', schema=None) as batch_op:
         batch_op.drop_index('ix_traces_user_start')
-        batch_op.drop_index(batch_op.f('ix_traces_status'))
+        batch_op.drop_index('ix_traces_status_start')
         batch_op.drop_index(batch_op.f('ix_traces_start_time'))
         batch_op.drop_index('ix_traces_session_start')
-        batch_op.drop_index(batch_op.f('ix_traces_release'))
         batch_op.drop_index('ix_traces_name_start')
-        batch_op.drop_index(batch_op.f('ix_traces_environment'))
         batch_op.drop_index(batch_op.f('ix_traces_duration_ms'))
 
     op.drop_table('traces')
@@ -340,11 +333,7 @@ def downgrade() -> None:
 
     op.drop_table('trace_tags')
     with op.batch_alter_table('spans', schema=None) as batch_op:
-        batch_op.drop_index('ix_spans_trace_start')
-        batch_op.drop_index(batch_op.f('ix_spans_status'))
         batch_op.drop_index(batch_op.f('ix_spans_start_time'))
-        batch_op.drop_index(batch_op.f('ix_spans_provider'))
-        batch_op.drop_index(batch_op.f('ix_spans_parent_id'))
         batch_op.drop_index('ix_spans_model_start')
         batch_op.drop_index('ix_spans_kind_start')
 

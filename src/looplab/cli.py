@@ -1,0 +1,218 @@
+"""The ``looplab`` command: a thin front over the same service functions the UI calls.
+
+Each area of the loop is a sub-app (``looplab db ...``, ``looplab export ...``); a new one is a
+``typer.Typer`` added with ``app.add_typer``. Errors meant for users (``LooplabError``) become
+``Error: <message>`` on stderr and exit status 2 in one place, ``LooplabGroup.invoke``, so no
+command needs its own try/except.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import IO, Annotated, Any, Iterator, Optional
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from typer.core import TyperGroup
+
+from looplab import __version__
+from looplab.config import DEFAULT_DATABASE_URL
+from looplab.errors import ConfigError, LooplabError
+from looplab.store.queries import TRACE_CSV_COLUMNS, iter_traces_for_export, trace_csv_row, upgrade_database
+from looplab.timeparse import WHEN_HELP, parse_when
+
+USER_ERROR_EXIT = 2
+
+
+class LooplabGroup(TyperGroup):
+    """The root command: turns a ``LooplabError`` raised anywhere below into a message and exit 2."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LooplabError as err:
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(USER_ERROR_EXIT) from None
+        except BrokenPipeError:
+            # The reader went away (`looplab export traces | head`): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="looplab",
+    cls=LooplabGroup,
+    help="looplab: trace LLM calls, monitor them, label, experiment, evaluate and decide.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the database: create it and migrate its schema.", no_args_is_help=True)
+export_app = typer.Typer(help="Export recorded data as JSONL or CSV.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")
+
+# Options shared by commands that open the database.
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="LOOPLAB_DATABASE_URL",
+        help="Database URL (SQLAlchemy), e.g. sqlite:///looplab.db or postgresql+psycopg://user@host/db.",
+        show_default=True,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"looplab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show looplab's version and exit."),
+    ] = None,
+) -> None:
+    """looplab: trace LLM calls, monitor them, label, experiment, evaluate and decide."""
+
+
+# --- looplab db -----------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = DEFAULT_DATABASE_URL) -> None:
+    """Migrate the database to the newest schema, creating it if it is new."""
+    before, after, applied = upgrade_database(db)
+    where = _display_url(db)
+    if before == after:
+        typer.echo(f"{where} is already at the newest schema ({after}); nothing to do.")
+        return
+    typer.echo(f"Upgraded {where} from {before or 'an empty database'} to {after}:")
+    for line in applied:
+        typer.echo(f"  {line}")
+
+
+# --- looplab export -------------------------------------------------------------------------------
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@export_app.command("traces")
+def export_traces(
+    db: DbOption = DEFAULT_DATABASE_URL,
+    since: Annotated[
+        Optional[str], typer.Option(help=f"Only traces that started at or after this time: {WHEN_HELP}.")
+    ] = None,
+    until: Annotated[
+        Optional[str], typer.Option(help="Only traces that started before this time (same forms as --since).")
+    ] = None,
+    format_: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="jsonl: one JSON object a trace, spans nested. csv: one row a trace, no spans, a span_count.",
+        ),
+    ] = ExportFormat.jsonl,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", dir_okay=False, help="Write to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Export traces (oldest first) with their spans, streaming page by page."""
+    now = datetime.now(timezone.utc)
+    start = _when("--since", since, now)
+    end = _when("--until", until, now)
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"--since ({since}) must be before --until ({until}).")
+    _require_existing_database(db)
+    traces = iter_traces_for_export(db, start, end, with_spans=format_ is ExportFormat.jsonl)
+    write = _write_jsonl if format_ is ExportFormat.jsonl else _write_csv
+    if out is None:
+        write(traces, sys.stdout)
+        sys.stdout.flush()
+        return
+    count = _write_file(out, lambda stream: write(traces, stream))
+    typer.echo(f"Exported {count} trace{'' if count == 1 else 's'} to {out}.", err=True)
+
+
+def _when(option: str, text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now)
+    except ConfigError as err:
+        raise ConfigError(f"{option}: {err}") from None
+
+
+def _write_jsonl(traces: Iterator[dict[str, Any]], stream: IO[str]) -> int:
+    count = 0
+    for trace in traces:
+        stream.write(json.dumps(trace, ensure_ascii=False))
+        stream.write("\n")
+        count += 1
+    return count
+
+
+def _write_csv(traces: Iterator[dict[str, Any]], stream: IO[str]) -> int:
+    writer = csv.writer(stream)
+    writer.writerow(TRACE_CSV_COLUMNS)
+    count = 0
+    for trace in traces:
+        writer.writerow(trace_csv_row(trace))
+        count += 1
+    return count
+
+
+def _write_file(path: Path, write: Any) -> int:
+    """Write through ``write(stream)`` into ``path`` atomically: a failed export leaves no half file."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as stream:
+            count = write(stream)
+        os.replace(partial, path)
+    except OSError as err:
+        raise ConfigError(f"Cannot write {path}: {err.strerror or err}.") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+# --- Helpers --------------------------------------------------------------------------------------
+
+
+def _display_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _require_existing_database(url: str) -> None:
+    """Refuse to read from a SQLite file that does not exist (opening it would create an empty one)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # the store says what is wrong with the URL
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.parent.is_dir() and not path.exists():
+        raise ConfigError(
+            f"There is no looplab database at {path.resolve()}. Point --db (or LOOPLAB_DATABASE_URL) at one, "
+            "or create it with `looplab db upgrade`."
+        )
