@@ -118,7 +118,8 @@ def test_unknown_model_has_no_cost_rather_than_zero(traced: str, client: anthrop
 
 
 def test_tool_use_is_recorded(traced: str, client: anthropic.Anthropic, fake_llm: FakeLLM) -> None:
-    fake_llm.enqueue(Reply(text="Let me look.", tool_calls=[{"name": "lookup_order", "arguments": {"order_id": "A17"}}]))
+    fake_llm.enqueue(Reply(text="Let me look.",
+                           tool_calls=[{"name": "lookup_order", "arguments": {"order_id": "A17"}}]))
     response = client.messages.create(model=MODEL, max_tokens=256, messages=user("order A17?"), tools=TOOLS,
                                       tool_choice={"type": "auto"})
     tool_use = response.content[1]
@@ -241,7 +242,8 @@ def test_stream_helper_get_final_message(traced: str, client: anthropic.Anthropi
     assert message.content[0].text == "Echo: hello there"
     span = only_span(traced)
     assert span["name"] == "greet"
-    assert span["input_json"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
+    assert span["input_json"] == [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "hello there"}]
     assert span["output_json"] == {"role": "assistant", "content": "Echo: hello there"}
     assert span["params_json"] == {"model": MODEL, "max_tokens": 256}
     assert span["input_tokens"] == message.usage.input_tokens and span["output_tokens"] == message.usage.output_tokens

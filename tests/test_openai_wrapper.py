@@ -222,6 +222,14 @@ def test_responses_api_plain_and_streaming(traced: str, client: openai.OpenAI) -
     assert streamed["ttft_ms"] is not None
 
 
+def test_failed_response_stream_is_an_error_span(traced: str, client: openai.OpenAI, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(Reply(text="one two three four", stream_error_after=1))
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    assert any(e.type == "response.failed" for e in events)  # the SDK yields it, it does not raise
+    span = only_span(traced)
+    assert span["status"] == "error" and span["error"]
+
+
 def test_embeddings(traced: str, client: openai.OpenAI) -> None:
     result = client.embeddings.create(model="text-embedding-3-small", input=["refund policy", "shipping"])
     assert len(result.data) == 2

@@ -20,6 +20,7 @@ calls go untraced (with a warning) rather than break.
 Token counts: Anthropic's ``usage.input_tokens`` leaves out cache reads and cache writes; a span's
 ``input_tokens`` includes both (looplab's convention, which pricing relies on) and its
 ``cached_tokens`` are the cache reads. The SDK's own numbers stay in ``attributes["usage"]``.
+The output keeps text and ``tool_use`` blocks; thinking and server-tool blocks are not recorded.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _PAYLOAD_KWARGS = ("messages", "system")
 _STREAM_REQUEST_ATTR = {False: "_MessageStreamManager__api_request", True: "_AsyncMessageStreamManager__api_request"}
 
 log = logging.getLogger("looplab")
+_untraced_warned: set[str] = set()
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -244,7 +246,9 @@ def _patch_stream(messages: Any, is_async: bool) -> None:
         manager = original(*args, **kwargs)
         api_request = vars(manager).get(attr)
         if api_request is None:
-            log.warning("looplab: this anthropic SDK's messages.stream() is not traced (no %s)", attr)
+            if attr not in _untraced_warned:
+                _untraced_warned.add(attr)
+                log.warning("looplab: messages.stream() of this anthropic SDK is not traced (no %s)", attr)
             return manager
         send = _traced_stream_request(api_request, is_async)
         # The async manager awaits its request: a coroutine, which opens the span when awaited.

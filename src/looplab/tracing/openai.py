@@ -182,6 +182,13 @@ def _extract_responses(record: SpanRecord) -> None:
             final = _get(event, "response")
         elif event_type == "response.output_text.delta":
             deltas.append(_get(event, "delta") or "")
+        elif event_type == "error":
+            # The SDK yields a failed stream's error as an event instead of raising it.
+            record.status = "error"
+            record.error = _get(event, "message") or "error event in the response stream"
+    if _get(final, "status") == "failed" and record.status != "error":
+        record.status = "error"
+        record.error = _get(_get(final, "error"), "message") or "response failed"
     if final is not None:
         _extract_response_object(record, final)
     else:
