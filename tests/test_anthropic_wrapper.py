@@ -148,6 +148,17 @@ def test_parse_records_the_parsed_output(traced: str, client: anthropic.Anthropi
 # --- messages.create(stream=True) ---------------------------------------------------------------
 
 
+def test_cache_writes_are_priced_higher(traced: str, client: anthropic.Anthropic, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(Reply(usage={"input_tokens": 1000, "output_tokens": 10}),
+                     Reply(usage={"input_tokens": 200, "cache_creation_tokens": 800, "output_tokens": 10}))
+    for _ in range(2):
+        client.messages.create(model=MODEL, max_tokens=64, messages=user("hi"))
+    assert looplab.flush()
+    plain, written = stored_spans(traced)
+    assert plain["input_tokens"] == written["input_tokens"] == 1000
+    assert written["cost_usd"] > plain["cost_usd"]
+
+
 def test_stream_is_the_sdk_object_and_is_recorded(traced: str, client: anthropic.Anthropic,
                                                   fake_llm: FakeLLM) -> None:
     fake_llm.chunk_delay = 0.01
@@ -163,6 +174,7 @@ def test_stream_is_the_sdk_object_and_is_recorded(traced: str, client: anthropic
     assert span["output_json"] == {"role": "assistant", "content": text}
     assert span["input_json"][0] == {"role": "system", "content": "Tell stories."}
     assert span["ttft_ms"] is not None and 0 < span["ttft_ms"] < span["duration_ms"]
+    assert span["ttft_ms"] >= 20  # to the first text, not to message_start (events are 10 ms apart)
     assert (span["input_tokens"], span["cached_tokens"], span["output_tokens"]) == (25, 5, 8)
     assert span["cost_usd"] is not None and span["finish_reason"] == "end_turn"
     attributes = span["attributes_json"]

@@ -92,6 +92,7 @@ def _set_usage(record: SpanRecord, usage: dict[str, Any]) -> None:
     if uncached is not None:
         record.input_tokens = uncached + (read or 0) + (written or 0)
         record.cached_tokens = read or 0
+        record.cache_write_tokens = written
     record.output_tokens = usage.get("output_tokens")
     record.attributes = {**(record.attributes or {}), "usage": {k: v for k, v in usage.items() if v is not None}}
 
@@ -226,7 +227,7 @@ def _traced_stream_request(api_request: Any, is_async: bool) -> Any:
 
     holder = types.SimpleNamespace(send=send)
     patch_method(holder, "send", kind="llm", name="anthropic.messages.stream", provider=PROVIDER,
-                 extract=_extract_messages, is_stream=_is_stream)
+                 extract=_extract_messages, is_stream=_is_stream, is_content=_is_content)
     return holder.send
 
 
@@ -259,6 +260,10 @@ def _patch_stream(messages: Any, is_async: bool) -> None:
     messages.stream = stream
 
 
+def _is_content(event: Any) -> bool:
+    return getattr(event, "type", None) == "content_block_delta"
+
+
 def wrap_anthropic(client: ClientT) -> ClientT:
     """Trace this Anthropic client's calls and return the same client.
 
@@ -271,7 +276,7 @@ def wrap_anthropic(client: ClientT) -> ClientT:
     for method in ("create", "parse"):
         if hasattr(messages, method):
             patch_method(messages, method, kind="llm", name=f"anthropic.messages.{method}", provider=PROVIDER,
-                         extract=_extract_messages, is_stream=_is_stream)
+                         extract=_extract_messages, is_stream=_is_stream, is_content=_is_content)
     if hasattr(messages, "stream"):
         _patch_stream(messages, is_async)
     return client

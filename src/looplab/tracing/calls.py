@@ -17,6 +17,9 @@ from looplab.tracing.streams import instrument_async_stream, instrument_stream
 
 Extract = Callable[[SpanRecord], None]
 IsStream = Callable[[Any], bool]
+# Whether a stream item carries generated content: time to first token is measured to the first
+# such item, not to the stream's opening bookkeeping events.
+IsContent = Callable[[Any], bool]
 
 # Request arguments that are transport details, never stored (headers often carry keys).
 _TRANSPORT_KWARGS = ("extra_headers", "extra_query", "timeout")
@@ -68,7 +71,15 @@ def _start(kind: str, name: str, provider: str, extract: Extract, kwargs: dict[s
 
 
 def patch_method(
-    owner: Any, attr: str, *, kind: str, name: str, provider: str, extract: Extract, is_stream: IsStream
+    owner: Any,
+    attr: str,
+    *,
+    kind: str,
+    name: str,
+    provider: str,
+    extract: Extract,
+    is_stream: IsStream,
+    is_content: IsContent | None = None,
 ) -> None:
     """Replace ``owner.attr`` (a bound SDK method) on this instance by a traced version."""
     original = getattr(owner, attr)
@@ -89,7 +100,7 @@ def patch_method(
                 finish_span(record, exc)
                 raise
             if is_stream(result):
-                return instrument_async_stream(result, record)
+                return instrument_async_stream(result, record, is_content)
             record.raw.response = result
             finish_span(record)
             return result
@@ -109,7 +120,7 @@ def patch_method(
             finish_span(record, exc)
             raise
         if is_stream(result):
-            return instrument_stream(result, record)
+            return instrument_stream(result, record, is_content)
         record.raw.response = result
         finish_span(record)
         return result

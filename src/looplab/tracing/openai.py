@@ -220,6 +220,18 @@ def _extract_embeddings(record: SpanRecord) -> None:
     record.output_tokens = 0 if record.input_tokens is not None else None
 
 
+def _chat_chunk_has_content(chunk: Any) -> bool:
+    for choice in _get(chunk, "choices") or ():
+        delta = _get(choice, "delta")
+        if _get(delta, "content") or _get(delta, "tool_calls"):
+            return True
+    return False
+
+
+def _response_event_has_content(event: Any) -> bool:
+    return _get(event, "type") in ("response.output_text.delta", "response.function_call_arguments.delta")
+
+
 def wrap_openai(client: ClientT) -> ClientT:
     """Trace this OpenAI client's calls and return the same client.
 
@@ -236,9 +248,11 @@ def wrap_openai(client: ClientT) -> ClientT:
     for method in ("create", "parse"):
         if hasattr(completions, method):
             patch_method(completions, method, kind="llm", name=f"openai.chat.completions.{method}",
-                         provider=PROVIDER, extract=_extract_chat, is_stream=is_stream)
+                         provider=PROVIDER, extract=_extract_chat, is_stream=is_stream,
+                         is_content=_chat_chunk_has_content)
     patch_method(client.responses, "create", kind="llm", name="openai.responses.create",  # type: ignore[attr-defined]
-                 provider=PROVIDER, extract=_extract_responses, is_stream=is_stream)
+                 provider=PROVIDER, extract=_extract_responses, is_stream=is_stream,
+                 is_content=_response_event_has_content)
     patch_method(client.embeddings, "create", kind="embedding", name="openai.embeddings.create",  # type: ignore[attr-defined]
                  provider=PROVIDER, extract=_extract_embeddings, is_stream=is_stream)
     return client

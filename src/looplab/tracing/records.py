@@ -56,6 +56,7 @@ class SpanRecord:
         "input_tokens",
         "output_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "cost_usd",
         "ttft_ms",
         "status",
@@ -85,6 +86,8 @@ class SpanRecord:
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.cached_tokens: int | None = None
+        # Tokens written to a prompt cache (Anthropic), priced above plain input; not a column.
+        self.cache_write_tokens: int | None = None
         self.cost_usd: float | None = None
         self.ttft_ms: float | None = None
         self.status = "ok"

@@ -126,7 +126,7 @@ class RowBuilder:
         pricing = None
         if cost is None and record.kind in ("llm", "embedding"):
             cost = cost_usd(record.provider, record.model, record.input_tokens, record.output_tokens,
-                            record.cached_tokens)
+                            record.cached_tokens, record.cache_write_tokens)
             pricing = PRICING_SOURCE if cost is not None else None
         input_json = self._payload(record.input)
         output_json = self._payload(record.output)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from looplab.tracing.context import finish_span
 from looplab.tracing.records import SpanRecord
@@ -22,20 +22,21 @@ log = logging.getLogger("looplab")
 
 
 class _StreamSpan:
-    __slots__ = ("record", "items", "done", "lock")
+    __slots__ = ("record", "items", "done", "lock", "is_content")
 
-    def __init__(self, record: SpanRecord) -> None:
+    def __init__(self, record: SpanRecord, is_content: Callable[[Any], bool] | None) -> None:
         self.record = record
+        self.is_content = is_content
         self.items: list[Any] = []
         self.done = False
         self.lock = threading.Lock()
         record.raw.items = self.items
 
     def note(self, item: Any) -> None:
-        items = self.items
-        if not items:
-            self.record.ttft_ms = (time.perf_counter() - self.record.perf_start) * 1000.0
-        items.append(item)
+        record = self.record
+        if record.ttft_ms is None and (self.is_content is None or self.is_content(item)):
+            record.ttft_ms = (time.perf_counter() - record.perf_start) * 1000.0
+        self.items.append(item)
 
     def end(self, error: BaseException | None = None, stopped_early: bool = False) -> None:
         with self.lock:
@@ -49,9 +50,9 @@ class _StreamSpan:
             log.exception("looplab: could not record the end of a stream")
 
 
-def instrument_stream(stream: Any, record: SpanRecord) -> Any:
+def instrument_stream(stream: Any, record: SpanRecord, is_content: Callable[[Any], bool] | None = None) -> Any:
     """Trace a sync SDK stream in place and return it."""
-    span = _StreamSpan(record)
+    span = _StreamSpan(record, is_content)
     original: Iterator[Any] = stream._iterator
 
     def traced() -> Iterator[Any]:
@@ -84,9 +85,11 @@ def instrument_stream(stream: Any, record: SpanRecord) -> Any:
     return stream
 
 
-def instrument_async_stream(stream: Any, record: SpanRecord) -> Any:
+def instrument_async_stream(
+    stream: Any, record: SpanRecord, is_content: Callable[[Any], bool] | None = None
+) -> Any:
     """Trace an async SDK stream in place and return it."""
-    span = _StreamSpan(record)
+    span = _StreamSpan(record, is_content)
     original: AsyncIterator[Any] = stream._iterator
 
     async def traced() -> AsyncIterator[Any]:

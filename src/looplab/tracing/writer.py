@@ -161,7 +161,7 @@ class Writer:
             converted = 0
             while queue and len(rows) < self._batch:
                 converted += 1
-                if converted % 64 == 0:
+                if converted % 16 == 0:
                     # Converting is pure Python and holds the GIL: let the app's threads run
                     # rather than wait out the interpreter's 5 ms switch interval.
                     time.sleep(0)
