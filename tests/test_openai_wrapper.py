@@ -130,11 +130,11 @@ def test_stream_abandoned_half_way_is_recorded_once(traced: str, client: openai.
     )
     first = next(iter(stream))
     assert first.choices
-    for chunk in stream:
+    for _ in stream:
         break
     stream.close()
     stream.close()
-    del stream, chunk
+    del stream
     gc.collect()
     span = only_span(traced)
     assert span["status"] == "ok"

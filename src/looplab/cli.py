@@ -15,7 +15,7 @@ import sys
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import IO, Annotated, Any, Iterator, Optional
+from typing import IO, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from sqlalchemy.engine import make_url
@@ -25,7 +25,8 @@ from typer.core import TyperGroup
 from looplab import __version__
 from looplab.config import DEFAULT_DATABASE_URL
 from looplab.errors import ConfigError, LooplabError
-from looplab.store.queries import TRACE_CSV_COLUMNS, iter_traces_for_export, trace_csv_row, upgrade_database
+from looplab.store.engine import upgrade
+from looplab.store.queries import TRACE_CSV_COLUMNS, iter_traces_for_export, trace_csv_row
 from looplab.timeparse import WHEN_HELP, parse_when
 
 USER_ERROR_EXIT = 2
@@ -67,7 +68,6 @@ DbOption = Annotated[
         "--db",
         envvar="LOOPLAB_DATABASE_URL",
         help="Database URL (SQLAlchemy), e.g. sqlite:///looplab.db or postgresql+psycopg://user@host/db.",
-        show_default=True,
     ),
 ]
 
@@ -94,7 +94,7 @@ def main(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Migrate the database to the newest schema, creating it if it is new."""
-    before, after, applied = upgrade_database(db)
+    before, after, applied = upgrade(db)
     where = _display_url(db)
     if before == after:
         typer.echo(f"{where} is already at the newest schema ({after}); nothing to do.")
@@ -178,7 +178,7 @@ def _write_csv(traces: Iterator[dict[str, Any]], stream: IO[str]) -> int:
     return count
 
 
-def _write_file(path: Path, write: Any) -> int:
+def _write_file(path: Path, write: Callable[[IO[str]], int]) -> int:
     """Write through ``write(stream)`` into ``path`` atomically: a failed export leaves no half file."""
     partial = path.with_name(f".{path.name}.partial")
     try:

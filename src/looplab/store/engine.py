@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from looplab.errors import StoreError
@@ -68,6 +68,11 @@ def _create_engine(url: str) -> Engine:
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(
+            f"{parsed.drivername!r} is not a database looplab knows; use sqlite:///path/to/looplab.db or "
+            "postgresql+psycopg://user:pass@host/dbname."
+        ) from None
     except (ImportError, ModuleNotFoundError) as err:
         raise StoreError(
             f"The database driver for {parsed.drivername} is not installed ({err}); "
@@ -75,18 +80,71 @@ def _create_engine(url: str) -> Engine:
         ) from None
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database's schema up to the newest migration; a no-op when it already is."""
+def migrate(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the database's schema up to the newest migration; a no-op when it already is.
+
+    Returns the revision before (``None`` for an empty database) and after. Raises ``StoreError``
+    for a database this looplab cannot open or does not know (migrated by a newer looplab).
+    """
     from alembic import command
     from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.util import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            before = MigrationContext.configure(conn).get_current_revision()
+            if before is not None and before not in _known_revisions():
+                raise StoreError(
+                    f"The database at {url} is at schema revision {before}, which this version of looplab "
+                    "does not know (a newer looplab upgraded it); upgrade looplab."
+                )
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            after = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as err:
+        raise StoreError(f"Cannot open the database at {url}: {getattr(err, 'orig', None) or err}") from err
+    except CommandError as err:
+        raise StoreError(f"Cannot migrate the database at {url}: {err}") from err
+    return before, after
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def _known_revisions() -> set[str]:
+    return {s.revision for s in _script().walk_revisions()}
+
+
+def newest_revision() -> str | None:
+    """The schema revision this version of looplab migrates to."""
+    return _script().get_current_head()
+
+
+def upgrade(url: str) -> tuple[str | None, str | None, list[str]]:
+    """Migrate the database at ``url`` to the newest schema, creating it when new.
+
+    Returns the revision before (``None`` for an empty database), the revision after, and one line
+    (``"<revision>: <message>"``) for each migration applied, oldest first.
+    """
+    engine = _create_engine(url)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    applied = []
+    if after is not None and after != before:
+        for revision in reversed(list(_script().iterate_revisions(after, before))):
+            applied.append(f"{revision.revision}: {revision.doc}")
+    return before, after, applied
 
 
 def get_engine(url: str) -> Engine:
@@ -103,9 +161,9 @@ def get_engine(url: str) -> Engine:
             engine = _create_engine(url)
             try:
                 migrate(engine)
-            except SQLAlchemyError as err:
+            except StoreError:
                 engine.dispose()
-                raise StoreError(f"Cannot open the database at {_safe_url(url)}: {err.orig or err}") from err
+                raise
             _engines[url] = engine
     return engine
 

@@ -13,10 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from looplab.errors import StoreError
-from looplab.store.engine import MIGRATIONS_DIR, _create_engine, _safe_url, migrate, read_session
+from looplab.store.engine import read_session
 from looplab.store.models import Span, Trace
 from looplab.timeparse import iso_utc
 
@@ -34,52 +32,6 @@ SPAN_EXPORT_KEYS = (
 # One CSV row a trace: the trace-level fields, JSON payloads as JSON text, and the span count.
 TRACE_CSV_COLUMNS = (*TRACE_EXPORT_KEYS[:-1], "span_count")
 _JSON_CSV_COLUMNS = frozenset({"tags", "metadata", "input", "output"})
-
-
-# --- Schema ---------------------------------------------------------------------------------------
-
-
-def newest_revision() -> str | None:
-    """The schema revision this version of looplab migrates to."""
-    from alembic.script import ScriptDirectory  # alembic loads only when the schema is managed
-
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
-
-
-def upgrade_database(url: str) -> tuple[str | None, str | None, list[str]]:
-    """Migrate the database at ``url`` to the newest schema, creating it when new.
-
-    Returns the revision before (``None`` for an empty database), the revision after, and one
-    line (``"<revision>: <message>"``) for each migration applied, oldest first.
-    """
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
-    engine = _create_engine(url)
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    try:
-        with engine.connect() as conn:
-            before = MigrationContext.configure(conn).get_current_revision()
-        if before is not None and before not in {s.revision for s in script.walk_revisions()}:
-            raise StoreError(
-                f"The database at {_safe_url(url)} is at schema revision {before}, which this version of "
-                "looplab does not know (it was upgraded by a newer looplab); upgrade looplab."
-            )
-        migrate(engine)
-        with engine.connect() as conn:
-            after = MigrationContext.configure(conn).get_current_revision()
-    except SQLAlchemyError as err:
-        raise StoreError(f"Cannot open the database at {_safe_url(url)}: {getattr(err, 'orig', None) or err}") from err
-    except CommandError as err:
-        raise StoreError(f"Cannot migrate the database at {_safe_url(url)}: {err}") from err
-    finally:
-        engine.dispose()
-    applied = []
-    if after != before and after is not None:
-        for revision in reversed(list(script.iterate_revisions(after, before))):
-            applied.append(f"{revision.revision}: {revision.doc}")
-    return before, after, applied
 
 
 # --- Trace export ---------------------------------------------------------------------------------
