@@ -24,8 +24,8 @@ from looplab.tracing import runtime
 from looplab.tracing.context import finish_span, open_span
 
 
-def start_fake_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.llm_server", "--port", "0"],
+def start_fake_server(latency: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.llm_server", "--port", "0", "--latency", str(latency)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -40,22 +40,38 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_overhead(base_url: str, calls: int, block: int, db: str) -> None:
+def bench_overhead(base_url: str, calls: int, block: int, db: str, upstream_ms: float) -> None:
     runtime.install(Settings(database_url=db))
     raw = openai.OpenAI(base_url=base_url + "/v1", api_key="bench", max_retries=0)
-    wrapped = looplab.wrap_openai(openai.OpenAI(base_url=base_url + "/v1", api_key="bench", max_retries=0))
+    wrapped = openai.OpenAI(base_url=base_url + "/v1", api_key="bench", max_retries=0)
+    # Time the SDK call inside the wrapper too, so looplab's own time on the caller's thread
+    # (outer minus inner) is measured in place, caches and all.
+    completions = wrapped.chat.completions
+    sdk_create = completions.create
+    inner_ns: list[int] = []
+
+    def timed_create(*args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.perf_counter_ns()
+        try:
+            return sdk_create(*args, **kwargs)
+        finally:
+            inner_ns.append(time.perf_counter_ns() - start)
+
+    completions.create = timed_create
+    looplab.wrap_openai(wrapped)
     messages = [{"role": "system", "content": "You are a support assistant."},
                 {"role": "user", "content": "Where is my parcel? " * 20}]
 
     def one(client: openai.OpenAI) -> float:
-        start = time.perf_counter()
+        start = time.perf_counter_ns()
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, temperature=0)
-        return (time.perf_counter() - start) * 1e6
+        return time.perf_counter_ns() - start
 
-    for _ in range(200):  # warm up connections, imports, the writer and the price cache
+    for _ in range(100):  # warm up connections, imports, the writer and the price cache
         one(raw)
         one(wrapped)
     looplab.flush()
+    inner_ns.clear()
     raw_times: list[float] = []
     wrapped_times: list[float] = []
     block_deltas: list[float] = []
@@ -63,20 +79,23 @@ def bench_overhead(base_url: str, calls: int, block: int, db: str) -> None:
         order = (raw, wrapped) if b % 2 == 0 else (wrapped, raw)
         means = {}
         for client in order:
-            times = [one(client) for _ in range(block)]
+            times = [one(client) / 1000 for _ in range(block)]
             (raw_times if client is raw else wrapped_times).extend(times)
             means[client is wrapped] = statistics.fmean(times)
         block_deltas.append(means[True] - means[False])
     looplab.flush()
-    print(f"\nWrapper overhead, chat.completions.create against the fake server ({len(raw_times)} calls each, "
-          f"paired blocks of {block}, alternating order)")
-    print(f"  raw SDK call       median {statistics.median(raw_times):8.1f} µs   p99 {percentile(raw_times, .99):8.1f} µs")
-    print(f"  wrapped SDK call   median {statistics.median(wrapped_times):8.1f} µs   "
-          f"p99 {percentile(wrapped_times, .99):8.1f} µs")
-    print(f"  added, median of per-block differences: {statistics.median(block_deltas):6.1f} µs")
-    print(f"  added at the median call: {statistics.median(wrapped_times) - statistics.median(raw_times):6.1f} µs;"
-          f" at p99: {percentile(wrapped_times, .99) - percentile(raw_times, .99):6.1f} µs")
-    print(f"  writer: {looplab.stats()}")
+    own = [outer - inner / 1000 for outer, inner in zip(wrapped_times, inner_ns)]
+    print(f"\nWrapper overhead, chat.completions.create, fake upstream answering in {upstream_ms:g} ms "
+          f"({len(raw_times)} calls each, paired blocks of {block}, alternating order)")
+    print(f"  raw SDK call       median {statistics.median(raw_times):9.1f} µs   p99 {percentile(raw_times, .99):9.1f} µs")
+    print(f"  wrapped SDK call   median {statistics.median(wrapped_times):9.1f} µs   "
+          f"p99 {percentile(wrapped_times, .99):9.1f} µs")
+    print(f"  looplab's own time on the caller's thread: median {statistics.median(own):6.1f} µs, "
+          f"p99 {percentile(own, .99):6.1f} µs")
+    print(f"  added end to end (median of paired block differences, background writer included): "
+          f"{statistics.median(block_deltas):6.1f} µs")
+    stats = looplab.stats()
+    print(f"  writer: written {stats['written']}, dropped {stats['dropped']}, failures {stats['write_failures']}")
 
 
 def bench_writer(spans: int, db: str) -> None:
@@ -111,18 +130,24 @@ def bench_writer(spans: int, db: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=4000, help="SDK calls for the overhead benchmark, per side")
-    parser.add_argument("--block", type=int, default=100, help="calls per paired block")
+    parser.add_argument("--calls", type=int, default=4000, help="SDK calls per side with an instant upstream")
+    parser.add_argument("--slow-calls", type=int, default=1000, help="SDK calls per side with a 20 ms upstream")
+    parser.add_argument("--block", type=int, default=50, help="calls per paired block")
     parser.add_argument("--spans", type=int, default=200_000, help="spans for the writer benchmark")
     args = parser.parse_args()
-    proc, base_url = start_fake_server()
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            bench_overhead(base_url, args.calls, args.block, f"sqlite:///{Path(folder) / 'overhead.db'}")
+    with tempfile.TemporaryDirectory() as folder:
+        for upstream_ms, calls in ((0.0, args.calls), (20.0, args.slow_calls)):
+            if not calls:
+                continue
+            proc, base_url = start_fake_server(upstream_ms / 1000)
+            try:
+                bench_overhead(base_url, calls, args.block, f"sqlite:///{Path(folder) / f'overhead{upstream_ms:g}.db'}",
+                               upstream_ms)
+            finally:
+                proc.kill()
+        if args.spans:
             bench_writer(args.spans, f"sqlite:///{Path(folder) / 'writer.db'}")
-            runtime.install(Settings(database_url=f"sqlite:///{Path(folder) / 'none.db'}"))
-    finally:
-        proc.kill()
+        runtime.install(Settings(database_url=f"sqlite:///{Path(folder) / 'none.db'}"))
 
 
 if __name__ == "__main__":

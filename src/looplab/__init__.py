@@ -11,7 +11,7 @@ The tracing API::
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from looplab.config import Settings
@@ -98,7 +98,7 @@ def score(
     score_id = new_id()
     runtime.writer().submit(
         ScoreRecord(score_id, trace_id, span_id, name, float(value) if value is not None else None, label,
-                    comment, source, author, datetime.now(timezone.utc), metadata)
+                    comment, source, author, time.time_ns(), metadata)
     )
     return score_id
 

@@ -33,6 +33,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # start them lazily and run SELECTs outside them, losing read-modify-write updates).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Only takes effect on a new database (before WAL is on). Rows carry kilobytes of JSON:
+        # 16 KB pages made bulk inserts a third faster than the 4 KB default.
+        cursor.execute("PRAGMA page_size=16384")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -90,7 +90,7 @@ def _needs_walk(text: str) -> bool:
     """Whether serialised JSON may hold a secret (a key-shaped string or a secret-named key)."""
     if "sk-" in text or "Bearer" in text or "AKIA" in text:
         return True
-    return any(key.lower() in SECRET_KEYS for key in _JSON_KEY.findall(text))
+    return not SECRET_KEYS.isdisjoint(map(str.lower, _JSON_KEY.findall(text)))
 
 
 _MAX_FAST_CHARS = MAX_STRING_CHARS

@@ -6,7 +6,6 @@ left to the writer thread; the caller only fills a few slots.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Callable
 
 
@@ -104,7 +103,7 @@ class ScoreRecord:
     """A score to write, queued like spans so scoring never waits on the database."""
 
     __slots__ = ("score_id", "trace_id", "span_id", "name", "value", "label", "comment", "source", "author",
-                 "created_at", "metadata")
+                 "created_ns", "metadata")
 
     def __init__(
         self,
@@ -117,7 +116,7 @@ class ScoreRecord:
         comment: str | None,
         source: str,
         author: str | None,
-        created_at: datetime,
+        created_ns: int,
         metadata: dict[str, Any] | None,
     ) -> None:
         self.score_id = score_id
@@ -129,5 +128,5 @@ class ScoreRecord:
         self.comment = comment
         self.source = source
         self.author = author
-        self.created_at = created_at
+        self.created_ns = created_ns
         self.metadata = metadata

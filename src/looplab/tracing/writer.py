@@ -33,8 +33,8 @@ from looplab.tracing.rows import (
     TRACE_COLUMNS,
     RowBuilder,
     Rows,
+    SqliteTime,
     naive_utc,
-    sqlite_time,
 )
 
 log = logging.getLogger("looplab")
@@ -69,7 +69,7 @@ class Writer:
             is_sqlite = make_url(self._url).get_backend_name() == "sqlite"
         except Exception:  # a bad URL is reported when the writer first tries to open it
             is_sqlite = False
-        self._builder = RowBuilder(settings.redact, sqlite_time if is_sqlite else naive_utc)
+        self._builder = RowBuilder(settings.redact, SqliteTime() if is_sqlite else naive_utc)
         self._pending = Rows()  # converted rows storage refused so far
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -161,7 +161,7 @@ class Writer:
             converted = 0
             while queue and len(rows) < self._batch:
                 converted += 1
-                if converted % 16 == 0:
+                if converted % 4 == 0:
                     # Converting is pure Python and holds the GIL: let the app's threads run
                     # rather than wait out the interpreter's 5 ms switch interval.
                     time.sleep(0)
