@@ -1,7 +1,7 @@
 # looplab developer tasks. Works from a fresh clone: the targets build .venv themselves.
 #
 #   make test [PYTEST_ARGS="-k foo -x"]   run the test suite
-#   make demo                             seed sample data and start the UI
+#   make demo                             install looplab (the UI comes with the app)
 #   make bench                            tracing overhead benchmark
 #   make clean                            remove .venv and caches
 #
@@ -24,9 +24,11 @@ test: $(VENV)/.installed-test
 # Dependencies only (CI times this separately from the tests).
 deps: $(VENV)/.installed-test
 
+# The app and its sample data come with the next release; until then the demo installs looplab
+# and says where to start.
 demo: $(VENV)/.installed-demo
-	$(VENV)/bin/looplab seed
-	$(VENV)/bin/looplab ui
+	@$(VENV)/bin/looplab --version
+	@echo "looplab is installed in $(VENV). The app is not there yet: start with README's '1. Trace'."
 
 demo-deps: $(VENV)/.installed-demo
 

@@ -32,7 +32,7 @@ import logging
 import types
 from typing import Any, TypeVar
 
-from looplab.tracing.calls import Call, patch_method, split_looplab_kwargs
+from looplab.tracing.calls import Call, get_field, patch_method, split_looplab_kwargs
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
@@ -42,14 +42,6 @@ _STREAM_REQUEST_ATTR = {False: "_MessageStreamManager__api_request", True: "_Asy
 
 log = logging.getLogger("looplab")
 _untraced_warned: set[str] = set()
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 # --- request ------------------------------------------------------------------------------------
@@ -99,10 +91,10 @@ def _set_usage(record: SpanRecord, usage: dict[str, Any]) -> None:
 
 def _usage_numbers(usage: Any) -> dict[str, Any]:
     return {
-        "input_tokens": _get(usage, "input_tokens"),
-        "cache_read_input_tokens": _get(usage, "cache_read_input_tokens"),
-        "cache_creation_input_tokens": _get(usage, "cache_creation_input_tokens"),
-        "output_tokens": _get(usage, "output_tokens"),
+        "input_tokens": get_field(usage, "input_tokens"),
+        "cache_read_input_tokens": get_field(usage, "cache_read_input_tokens"),
+        "cache_creation_input_tokens": get_field(usage, "cache_creation_input_tokens"),
+        "output_tokens": get_field(usage, "output_tokens"),
     }
 
 
@@ -116,22 +108,22 @@ def _output(text: list[str], tool_calls: list[dict[str, Any]]) -> dict[str, Any]
 def _extract_message(record: SpanRecord, message: Any) -> None:
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    for block in _get(message, "content") or []:
-        block_type = _get(block, "type")
+    for block in get_field(message, "content") or []:
+        block_type = get_field(block, "type")
         if block_type == "text":
-            text.append(_get(block, "text") or "")
+            text.append(get_field(block, "text") or "")
         elif block_type == "tool_use":
-            tool_calls.append({"id": _get(block, "id"), "name": _get(block, "name"), "arguments": _get(block, "input")})
+            tool_calls.append({"id": get_field(block, "id"), "name": get_field(block, "name"), "arguments": get_field(block, "input")})
     record.output = _output(text, tool_calls)
     parsed = getattr(message, "parsed_output", None)  # ``messages.parse``
     if parsed is not None:
         record.output["parsed"] = parsed
-    record.model = _get(message, "model") or record.model
-    record.finish_reason = _get(message, "stop_reason")
-    usage = _get(message, "usage")
+    record.model = get_field(message, "model") or record.model
+    record.finish_reason = get_field(message, "stop_reason")
+    usage = get_field(message, "usage")
     if usage is not None:
         _set_usage(record, _usage_numbers(usage))
-    record.attributes = {**(record.attributes or {}), "response_id": _get(message, "id")}
+    record.attributes = {**(record.attributes or {}), "response_id": get_field(message, "id")}
 
 
 def _tool_arguments(block: dict[str, Any]) -> Any:
@@ -148,30 +140,30 @@ def _extract_stream(record: SpanRecord, events: list[Any]) -> None:
     usage: dict[str, Any] = {}
     response_id = None
     for event in events:
-        event_type = _get(event, "type")
+        event_type = get_field(event, "type")
         if event_type == "content_block_delta":
-            delta = _get(event, "delta")
-            slot = blocks.setdefault(_get(event, "index", 0), {"type": None, "text": "", "json": ""})
-            delta_type = _get(delta, "type")
+            delta = get_field(event, "delta")
+            slot = blocks.setdefault(get_field(event, "index", 0), {"type": None, "text": "", "json": ""})
+            delta_type = get_field(delta, "type")
             if delta_type == "text_delta":
-                slot["text"] += _get(delta, "text") or ""
+                slot["text"] += get_field(delta, "text") or ""
             elif delta_type == "input_json_delta":
-                slot["json"] += _get(delta, "partial_json") or ""
+                slot["json"] += get_field(delta, "partial_json") or ""
         elif event_type == "content_block_start":
-            block = _get(event, "content_block")
-            blocks[_get(event, "index", 0)] = {
-                "type": _get(block, "type"), "text": _get(block, "text") or "", "json": "",
-                "id": _get(block, "id"), "name": _get(block, "name"), "input": _get(block, "input"),
+            block = get_field(event, "content_block")
+            blocks[get_field(event, "index", 0)] = {
+                "type": get_field(block, "type"), "text": get_field(block, "text") or "", "json": "",
+                "id": get_field(block, "id"), "name": get_field(block, "name"), "input": get_field(block, "input"),
             }
         elif event_type == "message_start":
-            message = _get(event, "message")
-            response_id = _get(message, "id")
-            record.model = _get(message, "model") or record.model
-            usage = _usage_numbers(_get(message, "usage"))
+            message = get_field(event, "message")
+            response_id = get_field(message, "id")
+            record.model = get_field(message, "model") or record.model
+            usage = _usage_numbers(get_field(message, "usage"))
         elif event_type == "message_delta":
-            record.finish_reason = _get(_get(event, "delta"), "stop_reason") or record.finish_reason
+            record.finish_reason = get_field(get_field(event, "delta"), "stop_reason") or record.finish_reason
             # Counts here are cumulative; the input ones are only sometimes repeated.
-            usage.update({k: v for k, v in _usage_numbers(_get(event, "usage")).items() if v is not None})
+            usage.update({k: v for k, v in _usage_numbers(get_field(event, "usage")).items() if v is not None})
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for index in sorted(blocks):

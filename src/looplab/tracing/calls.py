@@ -37,6 +37,15 @@ class Call:
         self.stopped_early = False
 
 
+def get_field(obj: Any, name: str, default: Any = None) -> Any:
+    """Read ``name`` from an SDK object or a plain dict (streams and tests hand over either)."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
 def split_looplab_kwargs(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
     """Remove looplab's own arguments (``looplab_name``, ``looplab_metadata``) from an SDK call's kwargs."""
     name = kwargs.pop("looplab_name", None)

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from looplab.tracing.calls import Call, patch_method
+from looplab.tracing.calls import Call, get_field, patch_method
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
 PROVIDER = "openai"
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def _params(kwargs: dict[str, Any], *payload_keys: str) -> dict[str, Any]:
@@ -31,34 +23,34 @@ def _params(kwargs: dict[str, Any], *payload_keys: str) -> dict[str, Any]:
 def _set_usage(record: SpanRecord, usage: Any, input_key: str, output_key: str, details_key: str) -> None:
     if usage is None:
         return
-    record.input_tokens = _get(usage, input_key)
-    record.output_tokens = _get(usage, output_key)
-    record.cached_tokens = _get(_get(usage, details_key), "cached_tokens")
+    record.input_tokens = get_field(usage, input_key)
+    record.output_tokens = get_field(usage, output_key)
+    record.cached_tokens = get_field(get_field(usage, details_key), "cached_tokens")
 
 
 # --- chat completions ---------------------------------------------------------------------------
 
 
 def _tool_calls_from_message(message: Any) -> list[dict[str, Any]] | None:
-    calls = _get(message, "tool_calls")
+    calls = get_field(message, "tool_calls")
     if not calls:
         return None
     return [
-        {"id": _get(c, "id"), "name": _get(_get(c, "function"), "name"),
-         "arguments": _get(_get(c, "function"), "arguments")}
+        {"id": get_field(c, "id"), "name": get_field(get_field(c, "function"), "name"),
+         "arguments": get_field(get_field(c, "function"), "arguments")}
         for c in calls
     ]
 
 
 def _chat_message(message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": _get(message, "role") or "assistant", "content": _get(message, "content")}
+    out: dict[str, Any] = {"role": get_field(message, "role") or "assistant", "content": get_field(message, "content")}
     tool_calls = _tool_calls_from_message(message)
     if tool_calls:
         out["tool_calls"] = tool_calls
-    refusal = _get(message, "refusal")
+    refusal = get_field(message, "refusal")
     if refusal:
         out["refusal"] = refusal
-    parsed = _get(message, "parsed")
+    parsed = get_field(message, "parsed")
     if parsed is not None:
         out["parsed"] = parsed
     return out
@@ -76,16 +68,16 @@ def _extract_chat(record: SpanRecord) -> None:
     response = call.response
     if response is None:
         return
-    record.model = _get(response, "model") or record.model
-    choices = _get(response, "choices") or []
+    record.model = get_field(response, "model") or record.model
+    choices = get_field(response, "choices") or []
     if choices:
-        record.output = _chat_message(_get(choices[0], "message"))
-        record.finish_reason = _get(choices[0], "finish_reason")
+        record.output = _chat_message(get_field(choices[0], "message"))
+        record.finish_reason = get_field(choices[0], "finish_reason")
         if len(choices) > 1:
             record.attributes = {**(record.attributes or {}),
-                                 "choices": [_chat_message(_get(c, "message")) for c in choices]}
-    _set_usage(record, _get(response, "usage"), "prompt_tokens", "completion_tokens", "prompt_tokens_details")
-    record.attributes = {**(record.attributes or {}), "response_id": _get(response, "id")}
+                                 "choices": [_chat_message(get_field(c, "message")) for c in choices]}
+    _set_usage(record, get_field(response, "usage"), "prompt_tokens", "completion_tokens", "prompt_tokens_details")
+    record.attributes = {**(record.attributes or {}), "response_id": get_field(response, "id")}
 
 
 def _extract_chat_stream(record: SpanRecord, chunks: list[Any]) -> None:
@@ -93,25 +85,25 @@ def _extract_chat_stream(record: SpanRecord, chunks: list[Any]) -> None:
     tools: dict[int, dict[str, Any]] = {}
     response_id = None
     for chunk in chunks:
-        response_id = response_id or _get(chunk, "id")
-        record.model = _get(chunk, "model") or record.model
-        usage = _get(chunk, "usage")
+        response_id = response_id or get_field(chunk, "id")
+        record.model = get_field(chunk, "model") or record.model
+        usage = get_field(chunk, "usage")
         if usage is not None:
             _set_usage(record, usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details")
-        for choice in _get(chunk, "choices") or []:
-            if _get(choice, "index", 0) != 0:
+        for choice in get_field(chunk, "choices") or []:
+            if get_field(choice, "index", 0) != 0:
                 continue
-            delta = _get(choice, "delta")
-            content = _get(delta, "content")
+            delta = get_field(choice, "delta")
+            content = get_field(delta, "content")
             if content:
                 text.append(content)
-            for tool_delta in _get(delta, "tool_calls") or []:
-                slot = tools.setdefault(_get(tool_delta, "index", 0), {"id": None, "name": None, "arguments": ""})
-                slot["id"] = slot["id"] or _get(tool_delta, "id")
-                function = _get(tool_delta, "function")
-                slot["name"] = slot["name"] or _get(function, "name")
-                slot["arguments"] += _get(function, "arguments") or ""
-            record.finish_reason = _get(choice, "finish_reason") or record.finish_reason
+            for tool_delta in get_field(delta, "tool_calls") or []:
+                slot = tools.setdefault(get_field(tool_delta, "index", 0), {"id": None, "name": None, "arguments": ""})
+                slot["id"] = slot["id"] or get_field(tool_delta, "id")
+                function = get_field(tool_delta, "function")
+                slot["name"] = slot["name"] or get_field(function, "name")
+                slot["arguments"] += get_field(function, "arguments") or ""
+            record.finish_reason = get_field(choice, "finish_reason") or record.finish_reason
     output: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
     if tools:
         output["tool_calls"] = [tools[i] for i in sorted(tools)]
@@ -141,15 +133,15 @@ def _responses_input(kwargs: dict[str, Any]) -> list[Any]:
 def _response_output(response: Any) -> dict[str, Any]:
     text: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    for item in _get(response, "output") or []:
-        item_type = _get(item, "type")
+    for item in get_field(response, "output") or []:
+        item_type = get_field(item, "type")
         if item_type == "message":
-            for part in _get(item, "content") or []:
-                if _get(part, "type") == "output_text":
-                    text.append(_get(part, "text") or "")
+            for part in get_field(item, "content") or []:
+                if get_field(part, "type") == "output_text":
+                    text.append(get_field(part, "text") or "")
         elif item_type == "function_call":
-            tool_calls.append({"id": _get(item, "call_id"), "name": _get(item, "name"),
-                               "arguments": _get(item, "arguments")})
+            tool_calls.append({"id": get_field(item, "call_id"), "name": get_field(item, "name"),
+                               "arguments": get_field(item, "arguments")})
     output: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
     if tool_calls:
         output["tool_calls"] = tool_calls
@@ -157,11 +149,11 @@ def _response_output(response: Any) -> dict[str, Any]:
 
 
 def _extract_response_object(record: SpanRecord, response: Any) -> None:
-    record.model = _get(response, "model") or record.model
+    record.model = get_field(response, "model") or record.model
     record.output = _response_output(response)
-    record.finish_reason = _get(response, "status")
-    _set_usage(record, _get(response, "usage"), "input_tokens", "output_tokens", "input_tokens_details")
-    record.attributes = {**(record.attributes or {}), "response_id": _get(response, "id")}
+    record.finish_reason = get_field(response, "status")
+    _set_usage(record, get_field(response, "usage"), "input_tokens", "output_tokens", "input_tokens_details")
+    record.attributes = {**(record.attributes or {}), "response_id": get_field(response, "id")}
 
 
 def _extract_responses(record: SpanRecord) -> None:
@@ -177,18 +169,18 @@ def _extract_responses(record: SpanRecord) -> None:
     final = None
     deltas: list[str] = []
     for event in call.items:
-        event_type = _get(event, "type")
+        event_type = get_field(event, "type")
         if event_type in ("response.completed", "response.incomplete", "response.failed"):
-            final = _get(event, "response")
+            final = get_field(event, "response")
         elif event_type == "response.output_text.delta":
-            deltas.append(_get(event, "delta") or "")
+            deltas.append(get_field(event, "delta") or "")
         elif event_type == "error":
             # The SDK yields a failed stream's error as an event instead of raising it.
             record.status = "error"
-            record.error = _get(event, "message") or "error event in the response stream"
-    if _get(final, "status") == "failed" and record.status != "error":
+            record.error = get_field(event, "message") or "error event in the response stream"
+    if get_field(final, "status") == "failed" and record.status != "error":
         record.status = "error"
-        record.error = _get(_get(final, "error"), "message") or "response failed"
+        record.error = get_field(get_field(final, "error"), "message") or "response failed"
     if final is not None:
         _extract_response_object(record, final)
     else:
@@ -210,26 +202,26 @@ def _extract_embeddings(record: SpanRecord) -> None:
     response = call.response
     if response is None:
         return
-    record.model = _get(response, "model") or record.model
-    data = _get(response, "data") or []
-    first = _get(data[0], "embedding") if data else None
+    record.model = get_field(response, "model") or record.model
+    data = get_field(response, "data") or []
+    first = get_field(data[0], "embedding") if data else None
     # Vectors are not stored: they are large and nobody reads them in a trace.
     record.output = {"embeddings": len(data), "dimensions": len(first) if isinstance(first, list) else None}
-    usage = _get(response, "usage")
-    record.input_tokens = _get(usage, "prompt_tokens")
+    usage = get_field(response, "usage")
+    record.input_tokens = get_field(usage, "prompt_tokens")
     record.output_tokens = 0 if record.input_tokens is not None else None
 
 
 def _chat_chunk_has_content(chunk: Any) -> bool:
-    for choice in _get(chunk, "choices") or ():
-        delta = _get(choice, "delta")
-        if _get(delta, "content") or _get(delta, "tool_calls"):
+    for choice in get_field(chunk, "choices") or ():
+        delta = get_field(choice, "delta")
+        if get_field(delta, "content") or get_field(delta, "tool_calls"):
             return True
     return False
 
 
 def _response_event_has_content(event: Any) -> bool:
-    return _get(event, "type") in ("response.output_text.delta", "response.function_call_arguments.delta")
+    return get_field(event, "type") in ("response.output_text.delta", "response.function_call_arguments.delta")
 
 
 def wrap_openai(client: ClientT) -> ClientT:
