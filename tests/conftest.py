@@ -42,6 +42,14 @@ def _worker_postgres_url() -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_tracing_leaks_between_tests() -> Iterator[None]:
+    """Each test starts with tracing off and leaves no writer of its own behind."""
+    runtime.install(Settings(enabled=False))
+    yield
+    runtime.install(Settings(enabled=False))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     if not POSTGRES_URL:
