@@ -233,8 +233,10 @@ def wrap_openai(client: ClientT) -> ClientT:
     """
     import openai
 
+    stream_types = (openai.Stream, openai.AsyncStream)
+
     def is_stream(result: Any) -> bool:
-        return isinstance(result, (openai.Stream, openai.AsyncStream))
+        return isinstance(result, stream_types)
 
     completions = client.chat.completions  # type: ignore[attr-defined]
     for method in ("create", "parse"):

@@ -34,37 +34,37 @@ class TraceInfo:
 
 
 class SpanRecord:
-    """One span as recorded on the caller's thread; ``extract`` fills the rest in the writer."""
+    """One span as recorded on the caller's thread; ``extract`` fills the rest in the writer.
 
-    __slots__ = (
-        "span_id",
-        "trace_id",
-        "parent_id",
-        "kind",
-        "name",
-        "start_ns",
-        "end_ns",
-        "perf_start",
-        "duration_ms",
-        "input",
-        "output",
-        "provider",
-        "model",
-        "params",
-        "finish_reason",
-        "input_tokens",
-        "output_tokens",
-        "cached_tokens",
-        "cache_write_tokens",
-        "cost_usd",
-        "ttft_ms",
-        "status",
-        "error",
-        "attributes",
-        "trace",
-        "raw",
-        "extract",
-    )
+    Fields start as class-level defaults and only those a span sets are stored on it: the
+    caller's thread assigns five fields, not twenty-seven (this runs on every wrapped call).
+    """
+
+    start_ns: int = 0
+    end_ns: int = 0
+    perf_start: float = 0.0
+    duration_ms: float | None = None
+    input: Any = None
+    output: Any = None
+    provider: str | None = None
+    model: str | None = None
+    params: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    # Tokens written to a prompt cache (Anthropic), priced above plain input; not a column.
+    cache_write_tokens: int | None = None
+    cost_usd: float | None = None
+    ttft_ms: float | None = None
+    status: str = "ok"
+    error: str | None = None
+    attributes: dict[str, Any] | None = None
+    # Set on a trace's root span only.
+    trace: TraceInfo | None = None
+    # Raw material for ``extract``: SDK request kwargs, response object, stream items.
+    raw: Any = None
+    extract: Callable[["SpanRecord"], None] | None = None
 
     def __init__(self, span_id: str, trace_id: str, parent_id: str | None, kind: str, name: str) -> None:
         self.span_id = span_id
@@ -72,31 +72,6 @@ class SpanRecord:
         self.parent_id = parent_id
         self.kind = kind
         self.name = name
-        self.start_ns = 0
-        self.end_ns = 0
-        self.perf_start = 0.0
-        self.duration_ms: float | None = None
-        self.input: Any = None
-        self.output: Any = None
-        self.provider: str | None = None
-        self.model: str | None = None
-        self.params: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.cached_tokens: int | None = None
-        # Tokens written to a prompt cache (Anthropic), priced above plain input; not a column.
-        self.cache_write_tokens: int | None = None
-        self.cost_usd: float | None = None
-        self.ttft_ms: float | None = None
-        self.status = "ok"
-        self.error: str | None = None
-        self.attributes: dict[str, Any] | None = None
-        # Set on a trace's root span only.
-        self.trace: TraceInfo | None = None
-        # Raw material for ``extract``: SDK request kwargs, response object, stream chunks.
-        self.raw: Any = None
-        self.extract: Callable[["SpanRecord"], None] | None = None
 
 
 class ScoreRecord:
