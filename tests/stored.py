@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+import looplab
 from looplab.store.engine import read_session
 from looplab.store.models import Score, Span, Trace
 
@@ -33,3 +34,11 @@ def stored_scores(url: str) -> list[dict[str, Any]]:
     """Every stored score."""
     with read_session(url) as session:
         return [_as_dict(s) for s in session.scalars(select(Score).order_by(Score.created_at))]
+
+
+def only_span(url: str) -> dict[str, Any]:
+    """Flush, then the one span stored (failing if there is not exactly one)."""
+    assert looplab.flush()
+    spans = stored_spans(url)
+    assert len(spans) == 1, spans
+    return spans[0]

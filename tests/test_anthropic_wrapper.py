@@ -15,7 +15,7 @@ from anthropic.lib.streaming import AsyncMessageStream, MessageStream
 
 import looplab
 from tests.fakes.llm_server import FakeLLM, Reply
-from tests.stored import stored_spans, stored_traces
+from tests.stored import only_span, stored_spans, stored_traces
 
 API_KEY = "sk-ant-test-0123456789abcdefghijklmnop"
 # Priced by genai-prices and not deprecated (the SDK warns about claude-sonnet-4-5).
@@ -49,13 +49,6 @@ def run_with(client: anthropic.AsyncAnthropic, coroutine: Any) -> Any:
             return await coroutine
 
     return asyncio.run(main())
-
-
-def only_span(url: str) -> dict:
-    assert looplab.flush()
-    spans = stored_spans(url)
-    assert len(spans) == 1, spans
-    return spans[0]
 
 
 # --- messages.create ----------------------------------------------------------------------------

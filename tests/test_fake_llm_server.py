@@ -27,16 +27,9 @@ USER = [{"role": "user", "content": "what is the weather"}]
 WEATHER = {"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "units": ["c", "f"]}}
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeLLM]:
-    with FakeLLM() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(fake_server: FakeLLM) -> FakeLLM:
-    fake_server.reset()
-    return fake_server
+def fake(fake_llm: FakeLLM) -> FakeLLM:
+    return fake_llm
 
 
 @pytest.fixture

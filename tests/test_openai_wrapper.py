@@ -12,7 +12,7 @@ import pytest
 
 import looplab
 from tests.fakes.llm_server import FakeLLM, Reply
-from tests.stored import stored_spans, stored_traces
+from tests.stored import only_span, stored_spans, stored_traces
 
 API_KEY = "sk-test-0123456789abcdefghijklmnop"
 
@@ -27,13 +27,6 @@ def async_client(fake_llm: FakeLLM) -> openai.AsyncOpenAI:
     return looplab.wrap_openai(
         openai.AsyncOpenAI(base_url=fake_llm.openai_base_url, api_key=API_KEY, max_retries=0)
     )
-
-
-def only_span(url: str) -> dict:
-    assert looplab.flush()
-    spans = stored_spans(url)
-    assert len(spans) == 1, spans
-    return spans[0]
 
 
 def test_chat_completion_records_the_full_call(traced: str, client: openai.OpenAI) -> None:
