@@ -70,7 +70,9 @@ def _create_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        # A server that does not answer must not hold the writer for the OS's two-minute TCP timeout.
+        connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except NoSuchModuleError:
         raise StoreError(
             f"{parsed.drivername!r} is not a database looplab knows; use sqlite:///path/to/looplab.db or "
