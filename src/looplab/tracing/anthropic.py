@@ -32,7 +32,8 @@ import logging
 import types
 from typing import Any, TypeVar
 
-from looplab.tracing.calls import Call, get_field, patch_method, split_looplab_kwargs
+from looplab.tracing.calls import Call, patch_method, split_looplab_kwargs
+from looplab.tracing.digest import get_field
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
@@ -115,7 +116,7 @@ def _extract_message(record: SpanRecord, message: Any) -> None:
         elif block_type == "tool_use":
             tool_calls.append({"id": get_field(block, "id"), "name": get_field(block, "name"), "arguments": get_field(block, "input")})
     record.output = _output(text, tool_calls)
-    parsed = getattr(message, "parsed_output", None)  # ``messages.parse``
+    parsed = get_field(message, "parsed_output")  # ``messages.parse``
     if parsed is not None:
         record.output["parsed"] = parsed
     record.model = get_field(message, "model") or record.model
@@ -219,7 +220,8 @@ def _traced_stream_request(api_request: Any, is_async: bool) -> Any:
 
     holder = types.SimpleNamespace(send=send)
     patch_method(holder, "send", kind="llm", name="anthropic.messages.stream", provider=PROVIDER,
-                 extract=_extract_messages, is_stream=_is_stream, is_content=_is_content)
+                 extract=_extract_messages, is_stream=_is_stream, digest=_digest_message,
+                         digest_item=_digest_event, is_content=_is_content)
     return holder.send
 
 
@@ -252,6 +254,44 @@ def _patch_stream(messages: Any, is_async: bool) -> None:
     messages.stream = stream
 
 
+# --- digests: what the extractors above read, taken on the caller's thread ------------------------
+
+_USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+_BLOCK_FIELDS = ("type", "text", "id", "name", "input")
+
+
+def _pick(obj: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    return {name: get_field(obj, name) for name in names}
+
+
+def _digest_message(message: Any) -> dict[str, Any]:
+    return {
+        "id": get_field(message, "id"), "model": get_field(message, "model"),
+        "stop_reason": get_field(message, "stop_reason"), "usage": _pick(get_field(message, "usage"), _USAGE_FIELDS),
+        "content": [_pick(block, _BLOCK_FIELDS) for block in get_field(message, "content") or ()],
+        "parsed_output": get_field(message, "parsed_output"),
+    }
+
+
+def _digest_event(event: Any) -> dict[str, Any]:
+    event_type = get_field(event, "type")
+    digest: dict[str, Any] = {"type": event_type, "index": get_field(event, "index")}
+    if event_type == "content_block_delta":
+        digest["delta"] = _pick(get_field(event, "delta"), ("type", "text", "partial_json"))
+    elif event_type == "content_block_start":
+        digest["content_block"] = _pick(get_field(event, "content_block"), _BLOCK_FIELDS)
+    elif event_type == "message_start":
+        message = get_field(event, "message")
+        digest["message"] = {"id": get_field(message, "id"), "model": get_field(message, "model"),
+                             "usage": _pick(get_field(message, "usage"), _USAGE_FIELDS)}
+    elif event_type == "message_delta":
+        digest["delta"] = _pick(get_field(event, "delta"), ("stop_reason",))
+        digest["usage"] = _pick(get_field(event, "usage"), _USAGE_FIELDS)
+    return digest
+
+
 def _is_content(event: Any) -> bool:
     return getattr(event, "type", None) == "content_block_delta"
 
@@ -268,7 +308,8 @@ def wrap_anthropic(client: ClientT) -> ClientT:
     for method in ("create", "parse"):
         if hasattr(messages, method):
             patch_method(messages, method, kind="llm", name=f"anthropic.messages.{method}", provider=PROVIDER,
-                         extract=_extract_messages, is_stream=_is_stream, is_content=_is_content)
+                         extract=_extract_messages, is_stream=_is_stream, digest=_digest_message,
+                         digest_item=_digest_event, is_content=_is_content)
     if hasattr(messages, "stream"):
         _patch_stream(messages, is_async)
     return client

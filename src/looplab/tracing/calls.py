@@ -12,6 +12,7 @@ import inspect
 from typing import Any, Callable
 
 from looplab.tracing.context import finish_span, open_span
+from looplab.tracing.digest import Digest, safe_digest
 from looplab.tracing.records import SpanRecord
 from looplab.tracing.streams import instrument_async_stream, instrument_stream
 
@@ -35,15 +36,6 @@ class Call:
         self.response: Any = None
         self.items: list[Any] | None = None
         self.stopped_early = False
-
-
-def get_field(obj: Any, name: str, default: Any = None) -> Any:
-    """Read ``name`` from an SDK object or a plain dict (streams and tests hand over either)."""
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def split_looplab_kwargs(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
@@ -88,6 +80,8 @@ def patch_method(
     provider: str,
     extract: Extract,
     is_stream: IsStream,
+    digest: Digest,
+    digest_item: Digest | None = None,
     is_content: IsContent | None = None,
 ) -> None:
     """Replace ``owner.attr`` (a bound SDK method) on this instance by a traced version."""
@@ -109,8 +103,8 @@ def patch_method(
                 finish_span(record, exc)
                 raise
             if is_stream(result):
-                return instrument_async_stream(result, record, is_content)
-            record.raw.response = result
+                return instrument_async_stream(result, record, is_content, digest_item)
+            record.raw.response = safe_digest(digest, result, name)
             finish_span(record)
             return result
 
@@ -129,8 +123,8 @@ def patch_method(
             finish_span(record, exc)
             raise
         if is_stream(result):
-            return instrument_stream(result, record, is_content)
-        record.raw.response = result
+            return instrument_stream(result, record, is_content, digest_item)
+        record.raw.response = safe_digest(digest, result, name)
         finish_span(record)
         return result
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from looplab.tracing.calls import Call, get_field, patch_method
+from looplab.tracing.calls import Call, patch_method
+from looplab.tracing.digest import get_field
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
@@ -203,10 +204,8 @@ def _extract_embeddings(record: SpanRecord) -> None:
     if response is None:
         return
     record.model = get_field(response, "model") or record.model
-    data = get_field(response, "data") or []
-    first = get_field(data[0], "embedding") if data else None
     # Vectors are not stored: they are large and nobody reads them in a trace.
-    record.output = {"embeddings": len(data), "dimensions": len(first) if isinstance(first, list) else None}
+    record.output = {"embeddings": get_field(response, "count"), "dimensions": get_field(response, "dimensions")}
     usage = get_field(response, "usage")
     record.input_tokens = get_field(usage, "prompt_tokens")
     record.output_tokens = 0 if record.input_tokens is not None else None
@@ -222,6 +221,96 @@ def _chat_chunk_has_content(chunk: Any) -> bool:
 
 def _response_event_has_content(event: Any) -> bool:
     return get_field(event, "type") in ("response.output_text.delta", "response.function_call_arguments.delta")
+
+
+# --- digests: what the extractors above read, taken on the caller's thread ------------------------
+
+
+def _pick(obj: Any, *names: str) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    return {name: get_field(obj, name) for name in names}
+
+
+def _digest_usage(usage: Any) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    digest = _pick(usage, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+    assert digest is not None
+    digest["prompt_tokens_details"] = _pick(get_field(usage, "prompt_tokens_details"), "cached_tokens")
+    digest["input_tokens_details"] = _pick(get_field(usage, "input_tokens_details"), "cached_tokens")
+    return digest
+
+
+def _digest_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
+    if not calls:
+        return None
+    return [
+        {"index": get_field(c, "index"), "id": get_field(c, "id"),
+         "function": _pick(get_field(c, "function"), "name", "arguments")}
+        for c in calls
+    ]
+
+
+def _digest_chat(response: Any) -> dict[str, Any]:
+    choices = []
+    for choice in get_field(response, "choices") or ():
+        message = get_field(choice, "message")
+        choices.append({
+            "finish_reason": get_field(choice, "finish_reason"),
+            "message": {
+                "role": get_field(message, "role"), "content": get_field(message, "content"),
+                "refusal": get_field(message, "refusal"), "parsed": get_field(message, "parsed"),
+                "tool_calls": _digest_tool_calls(get_field(message, "tool_calls")),
+            },
+        })
+    return {"id": get_field(response, "id"), "model": get_field(response, "model"), "choices": choices,
+            "usage": _digest_usage(get_field(response, "usage"))}
+
+
+def _digest_chat_chunk(chunk: Any) -> dict[str, Any]:
+    choices = []
+    for choice in get_field(chunk, "choices") or ():
+        delta = get_field(choice, "delta")
+        choices.append({
+            "index": get_field(choice, "index", 0), "finish_reason": get_field(choice, "finish_reason"),
+            "delta": {"content": get_field(delta, "content"),
+                      "tool_calls": _digest_tool_calls(get_field(delta, "tool_calls"))},
+        })
+    return {"id": get_field(chunk, "id"), "model": get_field(chunk, "model"), "choices": choices,
+            "usage": _digest_usage(get_field(chunk, "usage"))}
+
+
+def _digest_response(response: Any) -> dict[str, Any]:
+    output = []
+    for item in get_field(response, "output") or ():
+        digest = _pick(item, "type", "call_id", "name", "arguments")
+        assert digest is not None
+        digest["content"] = [_pick(part, "type", "text") for part in get_field(item, "content") or ()]
+        output.append(digest)
+    return {"id": get_field(response, "id"), "model": get_field(response, "model"),
+            "status": get_field(response, "status"), "error": _pick(get_field(response, "error"), "message"),
+            "output": output, "usage": _digest_usage(get_field(response, "usage"))}
+
+
+def _digest_response_event(event: Any) -> dict[str, Any]:
+    event_type = get_field(event, "type")
+    digest = {"type": event_type}
+    if event_type in ("response.completed", "response.incomplete", "response.failed"):
+        digest["response"] = _digest_response(get_field(event, "response"))
+    elif event_type == "response.output_text.delta":
+        digest["delta"] = get_field(event, "delta")
+    elif event_type == "error":
+        digest["message"] = get_field(event, "message")
+    return digest
+
+
+def _digest_embeddings(response: Any) -> dict[str, Any]:
+    data = get_field(response, "data") or []
+    first = get_field(data[0], "embedding") if data else None
+    return {"model": get_field(response, "model"), "count": len(data),
+            "dimensions": len(first) if isinstance(first, list) else None,
+            "usage": _pick(get_field(response, "usage"), "prompt_tokens")}
 
 
 def wrap_openai(client: ClientT) -> ClientT:
@@ -242,11 +331,11 @@ def wrap_openai(client: ClientT) -> ClientT:
     for method in ("create", "parse"):
         if hasattr(completions, method):
             patch_method(completions, method, kind="llm", name=f"openai.chat.completions.{method}",
-                         provider=PROVIDER, extract=_extract_chat, is_stream=is_stream,
-                         is_content=_chat_chunk_has_content)
+                         provider=PROVIDER, extract=_extract_chat, is_stream=is_stream, digest=_digest_chat,
+                         digest_item=_digest_chat_chunk, is_content=_chat_chunk_has_content)
     patch_method(client.responses, "create", kind="llm", name="openai.responses.create",  # type: ignore[attr-defined]
-                 provider=PROVIDER, extract=_extract_responses, is_stream=is_stream,
-                 is_content=_response_event_has_content)
+                 provider=PROVIDER, extract=_extract_responses, is_stream=is_stream, digest=_digest_response,
+                 digest_item=_digest_response_event, is_content=_response_event_has_content)
     patch_method(client.embeddings, "create", kind="embedding", name="openai.embeddings.create",  # type: ignore[attr-defined]
-                 provider=PROVIDER, extract=_extract_embeddings, is_stream=is_stream)
+                 provider=PROVIDER, extract=_extract_embeddings, is_stream=is_stream, digest=_digest_embeddings)
     return client

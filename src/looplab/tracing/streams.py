@@ -16,17 +16,21 @@ import weakref
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from looplab.tracing.context import finish_span
+from looplab.tracing.digest import safe_digest
 from looplab.tracing.records import SpanRecord
 
 log = logging.getLogger("looplab")
 
 
 class _StreamSpan:
-    __slots__ = ("record", "items", "done", "lock", "is_content")
+    __slots__ = ("record", "items", "done", "lock", "is_content", "digest_item")
 
-    def __init__(self, record: SpanRecord, is_content: Callable[[Any], bool] | None) -> None:
+    def __init__(
+        self, record: SpanRecord, is_content: Callable[[Any], bool] | None, digest_item: Callable[[Any], Any] | None
+    ) -> None:
         self.record = record
         self.is_content = is_content
+        self.digest_item = digest_item
         self.items: list[Any] = []
         self.done = False
         self.lock = threading.Lock()
@@ -36,7 +40,8 @@ class _StreamSpan:
         record = self.record
         if record.ttft_ms is None and (self.is_content is None or self.is_content(item)):
             record.ttft_ms = (time.perf_counter() - record.perf_start) * 1000.0
-        self.items.append(item)
+        digest = self.digest_item
+        self.items.append(item if digest is None else safe_digest(digest, item, record.name))
 
     def end(self, error: BaseException | None = None, stopped_early: bool = False) -> None:
         with self.lock:
@@ -50,9 +55,14 @@ class _StreamSpan:
             log.exception("looplab: could not record the end of a stream")
 
 
-def instrument_stream(stream: Any, record: SpanRecord, is_content: Callable[[Any], bool] | None = None) -> Any:
+def instrument_stream(
+    stream: Any,
+    record: SpanRecord,
+    is_content: Callable[[Any], bool] | None = None,
+    digest_item: Callable[[Any], Any] | None = None,
+) -> Any:
     """Trace a sync SDK stream in place and return it."""
-    span = _StreamSpan(record, is_content)
+    span = _StreamSpan(record, is_content, digest_item)
     original: Iterator[Any] = stream._iterator
 
     def traced() -> Iterator[Any]:
@@ -86,10 +96,13 @@ def instrument_stream(stream: Any, record: SpanRecord, is_content: Callable[[Any
 
 
 def instrument_async_stream(
-    stream: Any, record: SpanRecord, is_content: Callable[[Any], bool] | None = None
+    stream: Any,
+    record: SpanRecord,
+    is_content: Callable[[Any], bool] | None = None,
+    digest_item: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Trace an async SDK stream in place and return it."""
-    span = _StreamSpan(record, is_content)
+    span = _StreamSpan(record, is_content, digest_item)
     original: AsyncIterator[Any] = stream._iterator
 
     async def traced() -> AsyncIterator[Any]:

@@ -144,6 +144,7 @@ class Writer:
     # --- the writer thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        _lower_this_threads_priority()
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
@@ -251,6 +252,21 @@ class Writer:
         if rows.tags:
             _insert(conn, "tags", rows.tags)
         rows.spans, rows.traces, rows.scores = kept.spans, kept.traces, kept.scores
+
+
+def _lower_this_threads_priority() -> None:
+    """Make the OS prefer the app's threads over this one when cores are scarce.
+
+    On Linux, niceness is per thread; elsewhere this does nothing. Writing traces is background
+    work: it may wait, the app's requests should not.
+    """
+    setpriority = getattr(os, "setpriority", None)
+    if setpriority is None:
+        return
+    try:
+        setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except OSError as err:  # not permitted here: the writer runs at normal priority
+        log.debug("looplab: could not lower the writer thread's priority: %s", err)
 
 
 def _is_storage_failure(err: SQLAlchemyError) -> bool:
