@@ -31,9 +31,21 @@ def safe_digest(digest: Digest, value: Any, what: str) -> Any:
 
 
 def get_field(obj: Any, name: str, default: Any = None) -> Any:
-    """Read ``name`` from an SDK object or a plain dict (streams and tests hand over either)."""
+    """Read ``name`` from an SDK object or a plain dict (streams and tests hand over either).
+
+    Missing names are answered without asking the object: pydantic models raise and catch an
+    AttributeError for them, which cost microseconds each on the caller's thread.
+    """
     if obj is None:
         return default
     if isinstance(obj, dict):
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    fields = getattr(obj, "__dict__", None)
+    if fields is None:
+        return getattr(obj, name, default)
+    if name in fields:
+        return fields[name]
+    if hasattr(type(obj), name):  # a property or other class attribute
+        return getattr(obj, name, default)
+    extra = getattr(obj, "__pydantic_extra__", None)  # fields the SDK does not declare (yet)
+    return extra.get(name, default) if extra else default

@@ -235,37 +235,45 @@ def _pick(obj: Any, *names: str) -> dict[str, Any] | None:
 def _digest_usage(usage: Any) -> dict[str, Any] | None:
     if usage is None:
         return None
-    digest = _pick(usage, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
-    assert digest is not None
-    digest["prompt_tokens_details"] = _pick(get_field(usage, "prompt_tokens_details"), "cached_tokens")
-    digest["input_tokens_details"] = _pick(get_field(usage, "input_tokens_details"), "cached_tokens")
-    return digest
+    # Read through __dict__: a missing attribute makes pydantic raise and catch an AttributeError,
+    # which cost microseconds each on the caller's thread (chat and Responses usage differ).
+    fields = vars(usage)
+    prompt_details = fields.get("prompt_tokens_details")
+    input_details = fields.get("input_tokens_details")
+    return {
+        "prompt_tokens": fields.get("prompt_tokens"),
+        "completion_tokens": fields.get("completion_tokens"),
+        "input_tokens": fields.get("input_tokens"),
+        "output_tokens": fields.get("output_tokens"),
+        "prompt_tokens_details": {"cached_tokens": getattr(prompt_details, "cached_tokens", None)},
+        "input_tokens_details": {"cached_tokens": getattr(input_details, "cached_tokens", None)},
+    }
 
 
 def _digest_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
     if not calls:
         return None
     return [
-        {"index": get_field(c, "index"), "id": get_field(c, "id"),
-         "function": _pick(get_field(c, "function"), "name", "arguments")}
+        {"index": getattr(c, "index", None), "id": getattr(c, "id", None),
+         "function": _pick(getattr(c, "function", None), "name", "arguments")}
         for c in calls
     ]
 
 
 def _digest_chat(response: Any) -> dict[str, Any]:
+    # Plain getattr, not get_field: this runs on the caller's thread, on SDK objects only.
     choices = []
-    for choice in get_field(response, "choices") or ():
-        message = get_field(choice, "message")
+    for choice in response.choices or ():
+        message = choice.message
         choices.append({
-            "finish_reason": get_field(choice, "finish_reason"),
+            "finish_reason": choice.finish_reason,
             "message": {
-                "role": get_field(message, "role"), "content": get_field(message, "content"),
-                "refusal": get_field(message, "refusal"), "parsed": get_field(message, "parsed"),
-                "tool_calls": _digest_tool_calls(get_field(message, "tool_calls")),
+                "role": message.role, "content": message.content,
+                "refusal": getattr(message, "refusal", None), "parsed": vars(message).get("parsed"),
+                "tool_calls": _digest_tool_calls(message.tool_calls),
             },
         })
-    return {"id": get_field(response, "id"), "model": get_field(response, "model"), "choices": choices,
-            "usage": _digest_usage(get_field(response, "usage"))}
+    return {"id": response.id, "model": response.model, "choices": choices, "usage": _digest_usage(response.usage)}
 
 
 def _digest_chat_chunk(chunk: Any) -> dict[str, Any]:
