@@ -91,7 +91,7 @@ def bench_overhead(base_url: str, calls: int, block: int, db: str, upstream_ms: 
             (wrapped_times if is_wrapped else raw_times).extend(times)
             means[is_wrapped] = statistics.fmean(times)
         block_deltas.append(means[True] - means[False])
-    own = [outer - inner / 1000 for outer, inner in zip(wrapped_times, inner_ns)]
+    own = [outer - inner / 1000 for outer, inner in zip(wrapped_times, inner_ns, strict=True)]
     print(f"\nWrapper overhead, chat.completions.create, fake upstream answering in {upstream_ms:g} ms "
           f"({len(raw_times)} calls each, paired blocks of {block}, alternating order)")
     print(f"  raw SDK call       median {statistics.median(raw_times):9.1f} µs   p99 {percentile(raw_times, .99):9.1f} µs")
