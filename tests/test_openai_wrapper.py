@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import weakref
 
 import openai
 import pytest
@@ -49,6 +50,17 @@ def test_chat_completion_records_the_full_call(traced: str, client: openai.OpenA
     trace = stored_traces(traced)[0]
     assert trace["id"] == span["trace_id"] and span["parent_id"] is None
     assert trace["cost_usd"] == pytest.approx(span["cost_usd"])
+
+
+def test_the_sdk_response_is_freed_when_the_caller_drops_it(traced: str, client: openai.OpenAI) -> None:
+    # Held until the writer ran, SDK objects outlived the young GC generation and set off full
+    # collections of the app: looplab keeps a digest, not the response.
+    response = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    content = response.choices[0].message.content
+    dropped = weakref.ref(response)
+    del response
+    assert dropped() is None  # before the writer has run
+    assert only_span(traced)["output_json"]["content"] == content
 
 
 def test_unknown_model_has_no_cost_rather_than_zero(traced: str, client: openai.OpenAI) -> None:
