@@ -7,7 +7,7 @@ machine; ``looplab.configure(...)`` overrides them in process.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from looplab.errors import ConfigError
@@ -53,7 +53,6 @@ class Settings:
     flush_interval: float = 0.1
     # Write as soon as this many records wait, without waiting for the timer.
     batch_size: int = 1_000
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:

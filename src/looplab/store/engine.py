@@ -181,13 +181,6 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
-
-
 @contextmanager
 def write_session(url: str) -> Iterator[Session]:
     """A session whose transaction takes the write lock up front and commits on success."""

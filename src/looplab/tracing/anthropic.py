@@ -33,7 +33,7 @@ import types
 from typing import Any, TypeVar
 
 from looplab.tracing.calls import Call, patch_method, split_looplab_kwargs
-from looplab.tracing.digest import get_field
+from looplab.tracing.digest import get_field, pick
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
@@ -260,17 +260,11 @@ _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_inpu
 _BLOCK_FIELDS = ("type", "text", "id", "name", "input")
 
 
-def _pick(obj: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
-    if obj is None:
-        return None
-    return {name: get_field(obj, name) for name in names}
-
-
 def _digest_message(message: Any) -> dict[str, Any]:
     return {
         "id": get_field(message, "id"), "model": get_field(message, "model"),
-        "stop_reason": get_field(message, "stop_reason"), "usage": _pick(get_field(message, "usage"), _USAGE_FIELDS),
-        "content": [_pick(block, _BLOCK_FIELDS) for block in get_field(message, "content") or ()],
+        "stop_reason": get_field(message, "stop_reason"), "usage": pick(get_field(message, "usage"), *_USAGE_FIELDS),
+        "content": [pick(block, *_BLOCK_FIELDS) for block in get_field(message, "content") or ()],
         "parsed_output": get_field(message, "parsed_output"),
     }
 
@@ -279,16 +273,16 @@ def _digest_event(event: Any) -> dict[str, Any]:
     event_type = get_field(event, "type")
     digest: dict[str, Any] = {"type": event_type, "index": get_field(event, "index")}
     if event_type == "content_block_delta":
-        digest["delta"] = _pick(get_field(event, "delta"), ("type", "text", "partial_json"))
+        digest["delta"] = pick(get_field(event, "delta"), "type", "text", "partial_json")
     elif event_type == "content_block_start":
-        digest["content_block"] = _pick(get_field(event, "content_block"), _BLOCK_FIELDS)
+        digest["content_block"] = pick(get_field(event, "content_block"), *_BLOCK_FIELDS)
     elif event_type == "message_start":
         message = get_field(event, "message")
         digest["message"] = {"id": get_field(message, "id"), "model": get_field(message, "model"),
-                             "usage": _pick(get_field(message, "usage"), _USAGE_FIELDS)}
+                             "usage": pick(get_field(message, "usage"), *_USAGE_FIELDS)}
     elif event_type == "message_delta":
-        digest["delta"] = _pick(get_field(event, "delta"), ("stop_reason",))
-        digest["usage"] = _pick(get_field(event, "usage"), _USAGE_FIELDS)
+        digest["delta"] = pick(get_field(event, "delta"), "stop_reason")
+        digest["usage"] = pick(get_field(event, "usage"), *_USAGE_FIELDS)
     return digest
 
 

@@ -49,3 +49,10 @@ def get_field(obj: Any, name: str, default: Any = None) -> Any:
         return getattr(obj, name, default)
     extra = getattr(obj, "__pydantic_extra__", None)  # fields the SDK does not declare (yet)
     return extra.get(name, default) if extra else default
+
+
+def pick(obj: Any, *names: str) -> dict[str, Any] | None:
+    """The named fields of ``obj`` as a dict (``None`` for no object): a digest's building block."""
+    if obj is None:
+        return None
+    return {name: get_field(obj, name) for name in names}

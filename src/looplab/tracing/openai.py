@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from looplab.tracing.calls import Call, patch_method
-from looplab.tracing.digest import get_field
+from looplab.tracing.digest import get_field, pick
 from looplab.tracing.records import SpanRecord
 
 ClientT = TypeVar("ClientT")
@@ -226,12 +226,6 @@ def _response_event_has_content(event: Any) -> bool:
 # --- digests: what the extractors above read, taken on the caller's thread ------------------------
 
 
-def _pick(obj: Any, *names: str) -> dict[str, Any] | None:
-    if obj is None:
-        return None
-    return {name: get_field(obj, name) for name in names}
-
-
 def _digest_usage(usage: Any) -> dict[str, Any] | None:
     if usage is None:
         return None
@@ -255,7 +249,7 @@ def _digest_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
         return None
     return [
         {"index": getattr(c, "index", None), "id": getattr(c, "id", None),
-         "function": _pick(getattr(c, "function", None), "name", "arguments")}
+         "function": pick(getattr(c, "function", None), "name", "arguments")}
         for c in calls
     ]
 
@@ -292,12 +286,12 @@ def _digest_chat_chunk(chunk: Any) -> dict[str, Any]:
 def _digest_response(response: Any) -> dict[str, Any]:
     output = []
     for item in get_field(response, "output") or ():
-        digest = _pick(item, "type", "call_id", "name", "arguments")
+        digest = pick(item, "type", "call_id", "name", "arguments")
         assert digest is not None
-        digest["content"] = [_pick(part, "type", "text") for part in get_field(item, "content") or ()]
+        digest["content"] = [pick(part, "type", "text") for part in get_field(item, "content") or ()]
         output.append(digest)
     return {"id": get_field(response, "id"), "model": get_field(response, "model"),
-            "status": get_field(response, "status"), "error": _pick(get_field(response, "error"), "message"),
+            "status": get_field(response, "status"), "error": pick(get_field(response, "error"), "message"),
             "output": output, "usage": _digest_usage(get_field(response, "usage"))}
 
 
@@ -318,7 +312,7 @@ def _digest_embeddings(response: Any) -> dict[str, Any]:
     first = get_field(data[0], "embedding") if data else None
     return {"model": get_field(response, "model"), "count": len(data),
             "dimensions": len(first) if isinstance(first, list) else None,
-            "usage": _pick(get_field(response, "usage"), "prompt_tokens")}
+            "usage": pick(get_field(response, "usage"), "prompt_tokens")}
 
 
 def wrap_openai(client: ClientT) -> ClientT:

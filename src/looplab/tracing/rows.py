@@ -9,9 +9,9 @@ second, per-value processing by the ORM cost more than the database itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-import time
 from datetime import datetime, timedelta
 from typing import Any, Callable
 

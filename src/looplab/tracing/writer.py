@@ -55,7 +55,6 @@ class Writer:
     """Writes queued records to the database named by the settings, off the caller's thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
         self._url = settings.database_url
         self._max = settings.max_queue_size
         self._batch = settings.batch_size
@@ -75,7 +74,6 @@ class Writer:
         self._failing_since: float | None = None
         self._retry_at = 0.0
         self._backoff = 0.25
-        self._submitted = 0
         self._written = 0
         self._dropped = 0
         self._rejected = 0
@@ -122,7 +120,7 @@ class Writer:
             log.warning("looplab: %d trace records could not be written before exit", unwritten)
 
     def stats(self) -> dict[str, Any]:
-        """Counters since start: submitted, written, dropped, rejected, failed writes, last error."""
+        """Counters since start: waiting, held for retry, written, dropped, rejected, failures, last error."""
         return {
             "queued": len(self._queue),
             "pending_retry": len(self._pending),
