@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 
 import looplab
 from looplab.config import Settings
-from looplab.tracing import runtime
 from looplab.store.engine import dispose_engines, get_engine
 from looplab.store.models import Base
+from looplab.tracing import runtime
 from tests.fakes.llm_server import FakeLLM
 
 POSTGRES_URL = os.environ.get("LOOPLAB_TEST_POSTGRES_URL")

@@ -18,9 +18,8 @@ from typer.testing import CliRunner, Result
 import looplab
 from looplab.cli import app
 from looplab.errors import ConfigError
-from looplab.store.engine import get_engine, write_session
+from looplab.store.engine import get_engine, newest_revision, write_session
 from looplab.store.models import Span, Trace
-from looplab.store.engine import newest_revision
 from looplab.store.queries import iter_traces_for_export
 from looplab.timeparse import parse_when
 

@@ -26,7 +26,11 @@ from looplab import __version__
 from looplab.config import DEFAULT_DATABASE_URL
 from looplab.errors import ConfigError, LooplabError
 from looplab.store.engine import upgrade
-from looplab.store.queries import TRACE_CSV_COLUMNS, iter_traces_for_export, trace_csv_row
+from looplab.store.queries import (
+    TRACE_CSV_COLUMNS,
+    iter_traces_for_export,
+    trace_csv_row,
+)
 from looplab.timeparse import WHEN_HELP, parse_when
 
 USER_ERROR_EXIT = 2
