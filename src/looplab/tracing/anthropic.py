@@ -32,7 +32,7 @@ import logging
 import types
 from typing import Any, TypeVar
 
-from looplab.tracing.calls import Call, patch_method, split_looplab_kwargs
+from looplab.tracing.calls import Call, patch_method, snapshot_request, split_looplab_kwargs
 from looplab.tracing.digest import get_field, pick
 from looplab.tracing.records import SpanRecord
 
@@ -233,10 +233,8 @@ def _patch_stream(messages: Any, is_async: bool) -> None:
 
     @functools.wraps(original)
     def stream(*args: Any, **kwargs: Any) -> Any:
-        request_kwargs = dict(kwargs)  # with looplab's own arguments, read when the span opens
-        for key in ("messages", "tools"):
-            if type(request_kwargs.get(key)) is list:
-                request_kwargs[key] = request_kwargs[key].copy()  # as sent, not as appended to later
+        # Taken now, with looplab's own arguments, for the span that opens when the manager is entered.
+        request_kwargs = snapshot_request(kwargs)
         split_looplab_kwargs(kwargs)
         manager = original(*args, **kwargs)
         api_request = vars(manager).get(attr)

@@ -45,7 +45,8 @@ def split_looplab_kwargs(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, 
     return name, metadata
 
 
-def _snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
+def snapshot_request(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request's arguments as sent: lists copied, transport details (headers) left out."""
     # Copy the lists callers commonly append to after the call (a chat loop's messages), so the
     # writer serialises the request as it was sent.
     copy = dict(kwargs)
@@ -64,7 +65,7 @@ def _start(kind: str, name: str, provider: str, extract: Extract, kwargs: dict[s
     if record is None:
         return None
     record.provider = provider
-    record.raw = Call(_snapshot(kwargs))
+    record.raw = Call(snapshot_request(kwargs))
     record.extract = extract
     if metadata:
         record.attributes = dict(metadata)
