@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -42,6 +43,7 @@ ROLES = ("admin", "engineer", "annotator")
 QUEUE_ITEM_STATUSES = ("pending", "leased", "done", "skipped")
 EXPERIMENT_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 EVALUATOR_KINDS = ("code", "llm_judge")
+ATTENTION_RULE_KINDS = ("error", "latency_above", "latency_p95", "negative_feedback", "low_score", "cost_outlier")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -182,6 +184,28 @@ class Score(Base):
     evaluator_version: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     metadata_json: Mapped[dict[str, Any] | None]
+
+
+# --- 2. Monitoring ----------------------------------------------------------------------------------
+
+
+class AttentionRule(Base):
+    """A saved rule that surfaces traces in "Needs attention": its kind and its thresholds.
+
+    ``params_json`` holds what the kind needs, e.g. ``{"threshold_ms": 5000}`` for
+    ``latency_above`` or ``{"score_name": "correctness", "below": 0.5}`` for ``low_score``.
+    """
+
+    __tablename__ = "attention_rules"
+    __table_args__ = (CheckConstraint(_one_of("kind", ATTENTION_RULE_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params_json: Mapped[dict[str, Any] | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 # --- 3. Annotation and datasets -----------------------------------------------------------------
