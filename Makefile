@@ -1,7 +1,7 @@
 # looplab developer tasks. Works from a fresh clone: the targets build .venv themselves.
 #
 #   make test [PYTEST_ARGS="-k foo -x"]   run the test suite
-#   make demo                             install looplab (the UI comes with the app)
+#   make demo                             seed the sample history into looplab-demo.db, open the app
 #   make bench                            tracing overhead benchmark
 #   make clean                            remove .venv and caches
 #
@@ -24,11 +24,13 @@ test: $(VENV)/.installed-test
 # Dependencies only (CI times this separately from the tests).
 deps: $(VENV)/.installed-test
 
-# The app and its sample data come with the next release; until then the demo installs looplab
-# and says where to start.
+# The demo's own SQLite file, so it never mixes with a looplab.db your app writes.
+DEMO_DB ?= sqlite:///$(CURDIR)/looplab-demo.db
+PORT ?= 8501
+
 demo: $(VENV)/.installed-demo
-	@$(VENV)/bin/looplab --version
-	@echo "looplab is installed in $(VENV). The app is not there yet: start with README's '1. Trace'."
+	$(VENV)/bin/looplab seed --db $(DEMO_DB)
+	$(VENV)/bin/looplab ui --db $(DEMO_DB) --port $(PORT)
 
 demo-deps: $(VENV)/.installed-demo
 
@@ -45,7 +47,7 @@ $(VENV)/.installed-test: pyproject.toml | $(VPY)
 	@touch $@
 
 $(VENV)/.installed-demo: pyproject.toml | $(VPY)
-	$(PIP) -e '.[openai,anthropic]'
+	$(PIP) -e '.[ui,openai,anthropic]'
 	@touch $@
 
 clean:

@@ -79,3 +79,12 @@ def settings_from_env() -> Settings:
         flush_interval=_float_env("LOOPLAB_FLUSH_INTERVAL", 0.1),
         batch_size=_int_env("LOOPLAB_BATCH_SIZE", 1_000),
     )
+
+
+def configured_providers() -> dict[str, bool]:
+    """Which model providers have a key or a base URL in the environment (the SDKs' own variables)."""
+    return {
+        "OpenAI": bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")),
+        "Anthropic": bool(os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")),
+        "mock (offline)": True,
+    }
