@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -24,6 +25,7 @@ from typer.core import TyperGroup
 
 from looplab import __version__
 from looplab.config import DEFAULT_DATABASE_URL
+from looplab.demo import seed
 from looplab.errors import ConfigError, LooplabError
 from looplab.store.engine import upgrade
 from looplab.store.queries import (
@@ -106,6 +108,51 @@ def db_upgrade(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     typer.echo(f"Upgraded {where} from {before or 'an empty database'} to {after}:")
     for line in applied:
         typer.echo(f"  {line}")
+
+
+# --- looplab seed ---------------------------------------------------------------------------------
+
+
+@app.command("seed")
+def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
+    """Load the sample data: 14 days of a support assistant's traces and scores, ending now."""
+    with _progress_bar("Seeding the sample data") as progress:
+        result = seed(db, progress=progress)
+    where = _display_url(db)
+    if result.nothing_added:
+        typer.echo(f"{where} already holds the sample data ({result.traces_in_sample:,} traces); nothing added.")
+        return
+    typer.echo(f"Seeded {where} in {result.seconds:.1f} s:")
+    if result.traces_added:
+        already = result.traces_in_sample - result.traces_added
+        typer.echo(
+            f"  {result.traces_added:,} traces, {result.spans_added:,} spans and {result.scores_added:,} scores, "
+            f"{result.history_start:%Y-%m-%d %H:%M} to {result.history_end:%Y-%m-%d %H:%M} UTC"
+            + (f" ({already:,} traces of the sample were already there)" if already else "")
+        )
+    if result.score_configs_added:
+        count = len(result.score_configs_added)
+        typer.echo(f"  {count} score config{'' if count == 1 else 's'}: {', '.join(result.score_configs_added)}")
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a bar on stderr, opened once the total is known."""
+    bar: Any = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            if total == 0:
+                return
+            bar = typer.progressbar(length=total, label=label, file=sys.stderr).__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 # --- looplab export -------------------------------------------------------------------------------
