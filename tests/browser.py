@@ -33,7 +33,8 @@ def chromium_path() -> str:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -42,7 +43,7 @@ def _free_port() -> int:
 @contextmanager
 def running_app(database_url: str) -> Iterator[str]:
     """`streamlit run app/main.py` on a free 127.0.0.1 port, showing ``database_url``; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LOOPLAB_DATABASE_URL": database_url}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
@@ -52,17 +53,7 @@ def running_app(database_url: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
-                    raise RuntimeError(f"streamlit did not start:\n{output}") from None
-                time.sleep(0.2)
+        wait_for_health(base, process)
         yield base
     finally:
         process.terminate()
@@ -70,6 +61,23 @@ def running_app(database_url: str) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def wait_for_health(base: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until the Streamlit server at ``base`` answers its health check; raise with its output if it died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as answer:
+                if answer.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"streamlit did not start:\n{output}")
+        time.sleep(0.2)
 
 
 def wait_idle(page, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -351,3 +351,28 @@ def test_installed_entry_point_shows_errors_without_a_traceback(tmp_path: Path) 
     assert done.returncode == 2
     assert done.stderr.startswith("Error: ") and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_looplab_ui_serves_the_app_on_the_given_port(tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.browser import free_port, wait_for_health
+
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'ui.db'}"
+    process = subprocess.Popen([str(LOOPLAB), "ui", "--db", db, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            assert page.status == 200
+        assert (tmp_path / "ui.db").exists()  # opened (and migrated) before the server started
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_looplab_ui_reports_a_database_it_cannot_open(tmp_path: Path) -> None:
+    result = looplab_cli("ui", "--db", f"sqlite:///{tmp_path / 'no' / 'x.db'}")
+    assert result.exit_code == 2
+    assert "does not exist" in result.output

@@ -9,6 +9,7 @@ command needs its own try/except.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from looplab import __version__
 from looplab.config import DEFAULT_DATABASE_URL
 from looplab.demo import seed
 from looplab.errors import ConfigError, LooplabError
-from looplab.store.engine import upgrade
+from looplab.store.engine import get_engine, upgrade
 from looplab.store.queries import (
     TRACE_CSV_COLUMNS,
     iter_traces_for_export,
@@ -108,6 +109,32 @@ def db_upgrade(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     typer.echo(f"Upgraded {where} from {before or 'an empty database'} to {after}:")
     for line in applied:
         typer.echo(f"  {line}")
+
+
+# --- looplab ui -----------------------------------------------------------------------------------
+
+APP_ENTRY_POINT = Path(__file__).resolve().parents[2] / "app" / "main.py"
+
+
+@app.command("ui")
+def ui_command(
+    db: DbOption = DEFAULT_DATABASE_URL,
+    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless you mean to share it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+) -> None:
+    """Start the app (Overview, Monitoring, Traces, ...) on http://127.0.0.1:8501."""
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("The app needs the ui extra: pip install 'looplab[ui]'.")
+    if not APP_ENTRY_POINT.is_file():
+        raise ConfigError(f"The app's files are not at {APP_ENTRY_POINT.parent}; run looplab ui from a source checkout.")
+    get_engine(db)  # a database that cannot be opened is reported here, before the server starts
+    typer.echo(f"looplab on http://{host}:{port} showing {_display_url(db)}; Ctrl+C stops it.")
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP_ENTRY_POINT), "--server.address", host,
+        "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    # exec, so Ctrl+C and the exit status are Streamlit's own.
+    os.execve(sys.executable, command, {**os.environ, "LOOPLAB_DATABASE_URL": db})
 
 
 # --- looplab seed ---------------------------------------------------------------------------------
