@@ -1,0 +1,543 @@
+"""Monitoring metrics: series over time, KPIs against the previous period, breakdowns, filter values.
+
+Every figure is computed by the database; nothing here reads the rows of a window into Python.
+Results are plain, JSON-ready data (lists of dicts, aware UTC datetimes) for the page to chart.
+
+**Percentiles** are nearest-rank: the p-th percentile of n values is the value of rank
+``ceil(p/100 * n)`` in ascending order (PostgreSQL's ``percentile_disc``), always a value that
+was observed. SQLite has no percentile function and its window functions cost about 2 µs a row,
+so each percentile is read as ``ORDER BY x LIMIT 1 OFFSET k`` over the bucket's (or group's)
+index range, from whichever end of the order is nearer: the database keeps a heap of at most
+``k`` rows instead of sorting the window (the p95 of a day of traffic keeps 5% of it). The
+counts that give ``k`` come first, from one aggregate per bucket over the same index range.
+Buckets are ``UNION ALL`` terms, one per bucket, so no statement sorts or groups the window.
+The same SQL runs on SQLite and PostgreSQL.
+
+**Which rows.** Trace metrics cover the traces ``TraceFilter`` selects (started in the window).
+Span metrics (time to first token, the ``model`` breakdown) cover LLM spans that *started* in
+the window; a ``models``/``providers`` filter applies to the span itself, and the other
+attribute filters select the traces the spans belong to (traces that started in the window).
+Scores are counted at their trace's start time, so a label given days later still describes the
+traffic it judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from looplab.errors import ConfigError
+from looplab.store.engine import read_session
+from looplab.store.filters import TraceFilter
+from looplab.store.models import SPAN_KINDS, Score, Span, Trace, TraceTag
+
+# Bucket sizes offered, smallest first; the smallest that gives at most MAX_POINTS buckets wins:
+# 1h -> 1 min (60 points), 24h -> 15 min (96), 7d -> 3 h (56), 30d -> 1 day (30), 90d -> 1 day.
+BUCKET_SIZES: tuple[timedelta, ...] = (
+    timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1),
+    timedelta(hours=3), timedelta(hours=6), timedelta(days=1), timedelta(days=7),
+)
+MAX_POINTS = 100
+LATENCY_PERCENTILES = (50, 95, 99)
+TTFT_PERCENTILES = (50, 95)
+BREAKDOWNS = ("model", "name", "release", "user")
+BREAKDOWN_LIMIT = 50
+OPTIONS_LIMIT = 200  # values offered per filter list (users and sessions: the busiest ones)
+LLM = "llm"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MONDAY = datetime(1970, 1, 5, tzinfo=timezone.utc)  # weeks start on Monday, UTC
+# SQLite refuses compound statements of more than 500 terms; stay well below.
+_TERMS_PER_STATEMENT = 200
+SOURCE_LABELS = {"human": "human", "llm_judge": "LLM judge", "code": "code", "user_feedback": "user"}
+
+
+# --- Windows and buckets ------------------------------------------------------------------------
+
+
+def bucket_for(flt: TraceFilter) -> timedelta:
+    """The bucket size for charts of ``flt``'s window: the smallest of ``BUCKET_SIZES`` giving at
+    most ``MAX_POINTS`` buckets (1 day when the window is open-ended)."""
+    length = flt.span
+    if length is None:
+        return timedelta(days=1)
+    for size in BUCKET_SIZES:
+        if length / size <= MAX_POINTS:
+            return size
+    return BUCKET_SIZES[-1]
+
+
+def bucket_starts(start: datetime, end: datetime, size: timedelta) -> list[datetime]:
+    """Starts of the UTC-aligned buckets of ``size`` that overlap ``[start, end)``.
+
+    Buckets are aligned to the epoch (whole minutes, hours, UTC days); weeks start on Monday.
+    The first bucket may begin before ``start``: it then counts only what is in the window.
+    """
+    if size <= timedelta(0):
+        raise ConfigError("A bucket must be longer than zero.")
+    anchor = _MONDAY if size % timedelta(days=7) == timedelta(0) else _EPOCH
+    first = anchor + ((start - anchor) // size) * size
+    starts = []
+    moment = first
+    while moment < end:
+        starts.append(moment)
+        moment += size
+    return starts
+
+
+def _resolved(session: Session, flt: TraceFilter) -> TraceFilter:
+    """``flt`` with an open start replaced by the first trace's start and an open end by now."""
+    end = flt.end or datetime.now(timezone.utc)
+    start = flt.start
+    if start is None:
+        first = session.scalar(select(func.min(Trace.start_time)))
+        start = first if first is not None and first < end else end - timedelta(days=1)
+    return replace(flt, start=start, end=end)
+
+
+def _ranges(flt: TraceFilter, size: timedelta) -> list[tuple[datetime, datetime, datetime]]:
+    """(bucket start, first moment counted, end counted) for each bucket of the resolved window."""
+    assert flt.start is not None and flt.end is not None
+    if size > timedelta(0) and (flt.end - flt.start) / size > 10_000:
+        raise ConfigError(f"A {size} bucket makes too many points for this window; pick a larger bucket.")
+    return [(b, max(b, flt.start), min(b + size, flt.end)) for b in bucket_starts(flt.start, flt.end, size)]
+
+
+# --- Which rows: traces and LLM spans ------------------------------------------------------------
+
+
+def trace_conditions(flt: TraceFilter) -> list[ColumnElement[bool]]:
+    """``flt.conditions()``, with the model and provider tests written so an index answers them.
+
+    ``TraceFilter`` tests "has a span of this model" per trace, which on SQLite reads every span
+    row of every trace in the window. Here it is one index range over the spans of that model (a
+    span never starts before its trace, so spans from the window's start on are enough).
+    """
+    where = replace(flt, models=(), providers=()).conditions()
+    for values, column in ((flt.models, Span.model), (flt.providers, Span.provider)):
+        if values:
+            spans = select(Span.trace_id).where(column.in_(values))
+            if column is Span.provider:  # no index leads with provider: walk the kind index, every kind
+                spans = spans.where(Span.kind.in_(SPAN_KINDS))
+            if flt.start is not None:
+                spans = spans.where(Span.start_time >= flt.start)
+            where.append(Trace.id.in_(spans))
+    return where
+
+
+def llm_span_conditions(flt: TraceFilter, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+    """LLM spans that started in ``[start, end)`` and match ``flt`` (see the module's docstring)."""
+    where: list[ColumnElement[bool]] = [Span.kind == LLM, Span.start_time >= start, Span.start_time < end]
+    if flt.models:
+        where.append(Span.model.in_(flt.models))
+    if flt.providers:
+        where.append(Span.provider.in_(flt.providers))
+    rest = replace(flt, models=(), providers=())
+    if rest.attribute_count():
+        where.append(Span.trace_id.in_(select(Trace.id).where(*rest.conditions())))
+    return where
+
+
+# --- Percentiles and unions of per-bucket terms ----------------------------------------------------
+
+
+def _rank(p: int, n: int) -> int:
+    """The 1-based rank of the nearest-rank p-th percentile of n values."""
+    return max(1, -(-p * n // 100))
+
+
+def _nth_value(value: Any, where: Sequence[ColumnElement[bool]], p: int, n: int) -> Any:
+    """A scalar subquery: the nearest-rank p-th percentile of ``value`` over ``where`` (n non-null rows)."""
+    rank = _rank(p, n)
+    # "+ 0" keeps SQLite from walking an index on the value itself (in value order, fetching
+    # every row to test the window); the range index then feeds a bounded heap.
+    key = value + 0
+    if 2 * rank <= n + 1:
+        order, offset = key.asc(), rank - 1
+    else:
+        order, offset = key.desc(), n - rank
+    return (select(value).where(*where, key.is_not(None)).order_by(order)
+            .limit(1).offset(offset).scalar_subquery())
+
+
+def _union_rows(session: Session, terms: Sequence[Select[Any]]) -> list[Any]:
+    """Run ``terms`` (each starting with an integer key column) as few ``UNION ALL`` statements."""
+    rows: list[Any] = []
+    for first in range(0, len(terms), _TERMS_PER_STATEMENT):
+        part = terms[first:first + _TERMS_PER_STATEMENT]
+        statement = part[0] if len(part) == 1 else union_all(*part)
+        rows.extend(session.execute(statement).all())
+    return rows
+
+
+def _key(i: int) -> Any:
+    return literal(i, Integer).label("k")
+
+
+def _percentile_rows(
+    session: Session,
+    value: Any,
+    groups: Sequence[tuple[int, Sequence[ColumnElement[bool]], int]],
+    percentiles: Sequence[int],
+) -> dict[int, dict[int, float | None]]:
+    """For each (key, conditions, count of non-null values) group: {key: {p: percentile}}."""
+    terms = [
+        select(_key(key), *[_nth_value(value, where, p, n).label(f"p{p}") for p in percentiles])
+        for key, where, n in groups if n > 0
+    ]
+    result: dict[int, dict[int, float | None]] = {key: dict.fromkeys(percentiles) for key, _, _ in groups}
+    for row in _union_rows(session, terms):
+        result[row[0]] = {p: _float(v) for p, v in zip(percentiles, row[1:])}
+    return result
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None else int(value)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+# --- Time series ------------------------------------------------------------------------------------
+
+
+def _trace_totals() -> list[Any]:
+    return [
+        func.count(),
+        func.coalesce(func.sum(case((Trace.status == "error", 1), else_=0)), 0),
+        func.count(Trace.duration_ms),
+        func.coalesce(func.sum(Trace.input_tokens), 0),
+        func.coalesce(func.sum(Trace.output_tokens), 0),
+        func.coalesce(func.sum(Trace.cost_usd), 0.0),
+    ]
+
+
+def timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None) -> list[dict[str, Any]]:
+    """Requests, errors, latency percentiles, tokens and cost per time bucket, oldest first.
+
+    One dict a bucket, every bucket of the window present: ``bucket`` (its UTC start),
+    ``requests``, ``errors``, ``error_rate`` (None without requests), ``latency_p50_ms``,
+    ``latency_p95_ms``, ``latency_p99_ms`` (trace duration; None without finished traces),
+    ``input_tokens``, ``output_tokens``, ``cost_usd`` (0 in empty buckets).
+    """
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+        ranges = _ranges(flt, bucket or bucket_for(flt))
+        attributes = trace_conditions(replace(flt, start=None, end=None))
+        wheres = [[Trace.start_time >= lo, Trace.start_time < hi, *attributes] for _, lo, hi in ranges]
+        totals = {row[0]: row[1:] for row in _union_rows(session, [
+            select(_key(i), *_trace_totals()).where(*where) for i, where in enumerate(wheres)
+        ])}
+        latency = _percentile_rows(session, Trace.duration_ms, [
+            (i, where, _int(totals[i][2])) for i, where in enumerate(wheres)
+        ], LATENCY_PERCENTILES)
+    rows = []
+    for i, (start, _, _) in enumerate(ranges):
+        requests, errors, _, input_tokens, output_tokens, cost = totals[i]
+        requests, errors = _int(requests), _int(errors)
+        rows.append({
+            "bucket": start, "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
+            **{f"latency_p{p}_ms": latency[i][p] for p in LATENCY_PERCENTILES},
+            "input_tokens": _int(input_tokens), "output_tokens": _int(output_tokens), "cost_usd": float(cost or 0),
+        })
+    return rows
+
+
+def ttft_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None) -> list[dict[str, Any]]:
+    """Time to first token of LLM spans per time bucket, oldest first.
+
+    One dict a bucket: ``bucket``, ``llm_calls`` (LLM spans started in it), ``ttft_p50_ms`` and
+    ``ttft_p95_ms`` (over the spans that recorded a time to first token; None when none did).
+    """
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+        ranges = _ranges(flt, bucket or bucket_for(flt))
+        wheres = [llm_span_conditions(flt, lo, hi) for _, lo, hi in ranges]
+        counts = {row[0]: row[1:] for row in _union_rows(session, [
+            select(_key(i), func.count(), func.count(Span.ttft_ms)).where(*where) for i, where in enumerate(wheres)
+        ])}
+        ttft = _percentile_rows(session, Span.ttft_ms, [
+            (i, where, _int(counts[i][1])) for i, where in enumerate(wheres)
+        ], TTFT_PERCENTILES)
+    return [
+        {"bucket": start, "llm_calls": _int(counts[i][0]),
+         **{f"ttft_p{p}_ms": ttft[i][p] for p in TTFT_PERCENTILES}}
+        for i, (start, _, _) in enumerate(ranges)
+    ]
+
+
+def _score_terms(wheres: Sequence[Sequence[ColumnElement[bool]]]) -> list[Select[Any]]:
+    return [
+        select(_key(i), Score.name, Score.source, func.avg(Score.value), func.count(Score.value))
+        .select_from(Trace).join(Score, Score.trace_id == Trace.id)
+        .where(*where, Score.value.is_not(None)).group_by(Score.name, Score.source)
+        for i, where in enumerate(wheres)
+    ]
+
+
+def score_series_label(name: str, source: str) -> str:
+    """How a (score name, source) series is named in legends: ``correctness (LLM judge)``."""
+    return f"{name} ({SOURCE_LABELS.get(source, source)})"
+
+
+def score_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None) -> list[dict[str, Any]]:
+    """Mean numeric score per time bucket, per score name and source, oldest first.
+
+    One dict per bucket and (name, source) seen in the window: ``bucket``, ``name``, ``source``
+    (``human``, ``llm_judge``, ``code``, ``user_feedback``), ``series`` (a legend label),
+    ``mean`` (None in a bucket without such scores) and ``count``. Scores without a numeric
+    value (labels only) are left out. Sorted by series, then time.
+    """
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+        ranges = _ranges(flt, bucket or bucket_for(flt))
+        attributes = trace_conditions(replace(flt, start=None, end=None))
+        wheres = [[Trace.start_time >= lo, Trace.start_time < hi, *attributes] for _, lo, hi in ranges]
+        found = _union_rows(session, _score_terms(wheres))
+    cells = {(row[0], row[1], row[2]): (_float(row[3]), _int(row[4])) for row in found}
+    series = sorted({(name, source) for _, name, source in cells})
+    return [
+        {"bucket": start, "name": name, "source": source, "series": score_series_label(name, source),
+         "mean": cells.get((i, name, source), (None, 0))[0], "count": cells.get((i, name, source), (None, 0))[1]}
+        for name, source in series
+        for i, (start, _, _) in enumerate(ranges)
+    ]
+
+
+# --- Summary (KPIs) ---------------------------------------------------------------------------------
+
+KPIS = ("requests", "errors", "error_rate", "latency_p50_ms", "latency_p95_ms", "cost_usd",
+        "input_tokens", "output_tokens", "total_tokens")
+
+
+def _kpis(session: Session, flt: TraceFilter) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[float | None, int]]]:
+    where = trace_conditions(flt)
+    requests, errors, finished, input_tokens, output_tokens, cost = session.execute(
+        select(*_trace_totals()).where(*where)
+    ).one()
+    latency = _percentile_rows(session, Trace.duration_ms, [(0, where, _int(finished))], (50, 95))[0]
+    requests, errors, input_tokens, output_tokens = map(_int, (requests, errors, input_tokens, output_tokens))
+    kpis = {
+        "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
+        "latency_p50_ms": latency[50], "latency_p95_ms": latency[95], "cost_usd": float(cost or 0),
+        "input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens,
+    }
+    scores = {(row[1], row[2]): (_float(row[3]), _int(row[4])) for row in _union_rows(session, _score_terms([where]))}
+    return kpis, scores
+
+
+def change(current: float | None, previous: float | None) -> tuple[float | None, float | None]:
+    """(absolute, relative) change from ``previous`` to ``current``; relative is None from 0 or nothing."""
+    if current is None or previous is None:
+        return None, None
+    absolute = current - previous
+    return absolute, (absolute / previous if previous else None)
+
+
+def summary(url: str, flt: TraceFilter, compare: bool = True) -> dict[str, Any]:
+    """The window's KPIs and mean scores, with the previous period of the same length to compare.
+
+    Returns ``{"start", "end", "previous_start", "previous_end", "kpis", "scores"}``:
+
+    - ``kpis``: one dict per name of ``KPIS`` (requests, errors, error_rate, latency_p50_ms,
+      latency_p95_ms, cost_usd, input_tokens, output_tokens, total_tokens), each
+      ``{"value", "previous", "change", "change_pct"}``;
+    - ``scores``: a list of ``{"name", "source", "series", "mean", "count", "previous",
+      "previous_count", "change", "change_pct"}``, one per score name and source seen in either
+      period.
+
+    ``change`` is value minus previous, ``change_pct`` that over previous (a fraction: 0.25 is
+    +25%); both are None when a side is missing, ``change_pct`` also when previous is 0. Without
+    ``compare`` (or for an open-ended window) the previous fields are None.
+    """
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+        kpis, scores = _kpis(session, flt)
+        before = flt.previous_period() if compare else None
+        previous_kpis, previous_scores = _kpis(session, before) if before else ({}, {})
+    result_kpis = {}
+    for name in KPIS:
+        value, previous = kpis[name], previous_kpis.get(name)
+        absolute, relative = change(value, previous)
+        result_kpis[name] = {"value": value, "previous": previous, "change": absolute, "change_pct": relative}
+    result_scores = []
+    for key in sorted(set(scores) | set(previous_scores)):
+        mean, count = scores.get(key, (None, 0))
+        previous_mean, previous_count = previous_scores.get(key, (None, 0))
+        absolute, relative = change(mean, previous_mean)
+        result_scores.append({
+            "name": key[0], "source": key[1], "series": score_series_label(*key), "mean": mean, "count": count,
+            "previous": previous_mean if before else None, "previous_count": previous_count if before else None,
+            "change": absolute, "change_pct": relative,
+        })
+    return {
+        "start": flt.start, "end": flt.end,
+        "previous_start": before.start if before else None, "previous_end": before.end if before else None,
+        "kpis": result_kpis, "scores": result_scores,
+    }
+
+
+# --- Breakdowns ---------------------------------------------------------------------------------------
+
+_TRACE_GROUPS = {"name": Trace.name, "release": Trace.release, "user": Trace.user_id}
+
+
+def _equals(column: Any, value: Any) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def _in(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    values = list(values)
+    present = [v for v in values if v is not None]
+    tests = [column.in_(present)] if present else []
+    if len(present) < len(values):
+        tests.append(column.is_(None))
+    return or_(*tests) if tests else literal(False)
+
+
+def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT) -> list[dict[str, Any]]:
+    """Volume, errors, p95 latency, cost, tokens and mean scores per model, trace name, release or user.
+
+    ``by`` is one of ``BREAKDOWNS``. ``model`` groups LLM spans (their own latency, cost and
+    tokens; ``requests`` counts calls); the others group traces. Rows, busiest first, at most
+    ``limit``: ``{"key", "requests", "errors", "error_rate", "latency_p95_ms", "cost_usd",
+    "input_tokens", "output_tokens", "scores"}`` where ``key`` is None for traces without a value
+    (no release, no user) and ``scores`` maps each score name to the mean of its numeric values
+    (of the traces in the group; for a model, of the traces that called it).
+    """
+    if by not in BREAKDOWNS:
+        raise ConfigError(f"Cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}.")
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+        assert flt.start is not None and flt.end is not None
+        if by == "model":
+            column: Any = Span.model
+            where = llm_span_conditions(flt, flt.start, flt.end)
+            value, status = Span.duration_ms, Span.status
+            tokens = (Span.input_tokens, Span.output_tokens, Span.cost_usd)
+        else:
+            column = _TRACE_GROUPS[by]
+            where = trace_conditions(flt)
+            value, status = Trace.duration_ms, Trace.status
+            tokens = (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)
+        volume = func.count().label("volume")
+        groups = session.execute(
+            select(column, volume, func.coalesce(func.sum(case((status == "error", 1), else_=0)), 0),
+                   func.count(value), *[func.coalesce(func.sum(t), 0) for t in tokens])
+            .where(*where).group_by(column).order_by(volume.desc(), column.asc().nulls_last()).limit(limit)
+        ).all()
+        keys = [g[0] for g in groups]
+        p95 = _percentile_rows(session, value, [
+            (i, [*where, _equals(column, g[0])], _int(g[3])) for i, g in enumerate(groups)
+        ], (95,))
+        scores = _group_scores(session, by, column, where, keys) if keys else {}
+    rows = []
+    for i, (key, requests, errors, _, input_tokens, output_tokens, cost) in enumerate(groups):
+        requests, errors = _int(requests), _int(errors)
+        rows.append({
+            "key": key, "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
+            "latency_p95_ms": p95[i][95], "cost_usd": float(cost or 0), "input_tokens": _int(input_tokens),
+            "output_tokens": _int(output_tokens), "scores": scores.get(key, {}),
+        })
+    return rows
+
+
+def _group_scores(
+    session: Session, by: str, column: Any, where: Sequence[ColumnElement[bool]], keys: Sequence[Any]
+) -> dict[Any, dict[str, float]]:
+    """{group key: {score name: mean value}} for the breakdown's groups."""
+    if by == "model":
+        # Each trace once per model it called, then its scores.
+        calls = (select(Span.model.label("key"), Span.trace_id.label("trace_id"))
+                 .where(*where, _in(Span.model, keys)).distinct().subquery())
+        statement = (select(calls.c.key, Score.name, func.avg(Score.value))
+                     .join(Score, Score.trace_id == calls.c.trace_id)
+                     .where(Score.value.is_not(None)).group_by(calls.c.key, Score.name))
+    else:
+        statement = (select(column, Score.name, func.avg(Score.value))
+                     .select_from(Trace).join(Score, Score.trace_id == Trace.id)
+                     .where(*where, _in(column, keys), Score.value.is_not(None)).group_by(column, Score.name))
+    found: dict[Any, dict[str, float]] = {}
+    for key, name, mean in session.execute(statement):
+        found.setdefault(key, {})[name] = float(mean)
+    return found
+
+
+# --- Values for the filter widgets -------------------------------------------------------------------
+
+
+def _distinct_by_skipping(session: Session, column: Any, where: Sequence[ColumnElement[bool]] = ()) -> list[Any]:
+    """Distinct non-null values of an indexed ``column``, by jumping from one to the next.
+
+    Each step is one index seek (``min(column) where column > previous``), so listing the 6 names
+    of a million traces costs 7 seeks instead of a scan.
+    """
+    seen = select(func.min(column).label("v")).where(column.is_not(None), *where).cte("seen", recursive=True)
+    step = select(func.min(column)).where(column > seen.c.v, *where).scalar_subquery()
+    seen = seen.union_all(select(step.label("v")).where(seen.c.v.is_not(None)))
+    values = session.scalars(select(seen.c.v).where(seen.c.v.is_not(None)).limit(OPTIONS_LIMIT * 10)).all()
+    return list(values)
+
+
+def filter_options(url: str, flt: TraceFilter) -> dict[str, list[str]]:
+    """The values each filter widget offers, keyed by ``TraceFilter`` field name.
+
+    ``names``, ``models``, ``providers``, ``releases``, ``environments`` and ``statuses``: the
+    values seen in ``flt``'s window (its attribute filters are ignored, so more values stay
+    selectable), sorted. ``user_ids`` and ``session_ids``: the ``OPTIONS_LIMIT`` busiest in the
+    window. ``tags``: every tag stored (tags are few and have no time of their own).
+    """
+    with read_session(url) as session:
+        flt = _resolved(session, TraceFilter(start=flt.start, end=flt.end))
+        assert flt.start is not None and flt.end is not None
+        window = [Trace.start_time >= flt.start, Trace.start_time < flt.end]
+        names = [n for n in _distinct_by_skipping(session, Trace.name) if session.scalar(
+            select(literal(1)).where(select(Trace.id).where(Trace.name == n, *window).exists()))]
+        span_window = [Span.start_time >= flt.start, Span.start_time < flt.end]
+        models = [m for m in _distinct_by_skipping(session, Span.model) if session.scalar(
+            select(literal(1)).where(select(Span.id).where(Span.model == m, *span_window).exists()))]
+        providers = session.scalars(
+            select(Span.provider).where(Span.kind.in_(SPAN_KINDS), *span_window, Span.provider.is_not(None))
+            .distinct()
+        ).all()
+        tags = _distinct_by_skipping(session, TraceTag.tag)
+        combos = session.execute(select(Trace.release, Trace.environment, Trace.status).where(*window).distinct()).all()
+        busiest: dict[str, list[str]] = {}
+        for key, column in (("user_ids", Trace.user_id), ("session_ids", Trace.session_id)):
+            volume = func.count().label("volume")
+            busiest[key] = list(session.scalars(
+                select(column).where(*window, column.is_not(None)).group_by(column)
+                .order_by(volume.desc(), column).limit(OPTIONS_LIMIT)
+            ))
+    return {
+        "names": sorted(names)[:OPTIONS_LIMIT],
+        "models": sorted(models)[:OPTIONS_LIMIT],
+        "providers": sorted(p for p in providers if p),
+        "tags": sorted(tags)[:OPTIONS_LIMIT],
+        "user_ids": busiest["user_ids"],
+        "session_ids": busiest["session_ids"],
+        "releases": sorted({r for r, _, _ in combos if r}),
+        "environments": sorted({e for _, e, _ in combos if e}),
+        "statuses": sorted({s for _, _, s in combos if s}),
+    }

@@ -1,0 +1,387 @@
+"""Monitoring metrics on real databases: percentiles equal Python's on known values, buckets are
+continuous, every filter changes what is counted, the previous period compares, breakdowns group."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from looplab.errors import ConfigError
+from looplab.monitoring import metrics
+from looplab.store.filters import TraceFilter
+from looplab.store.ingest import insert_traces
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+
+
+def nearest_rank(values: list[float], p: int) -> float:
+    """Python's own nearest-rank percentile: the value of rank ceil(p/100 * n)."""
+    ordered = sorted(values)
+    return ordered[-(-p * len(ordered) // 100) - 1]
+
+
+def trace(trace_id: str, at: datetime, ms: float | None, *, name: str = "support-chat", user: str | None = "u1",
+          status: str = "ok", model: str = "gpt-4o-mini", provider: str = "openai", llm_ms: float | None = None,
+          ttft: float | None = None, cost: float = 0.01, tokens: tuple[int, int] = (100, 20),
+          tags: tuple[str, ...] = (), release: str | None = "v1", environment: str = "production",
+          scores: tuple[dict, ...] = (), session: str | None = None, error: str | None = None) -> dict:
+    """A trace of one LLM span (same start; ``llm_ms`` long, the trace's length by default)."""
+    llm_ms = ms if llm_ms is None else llm_ms
+    return {
+        "trace_id": trace_id, "name": name, "start_time": at,
+        "end_time": None if ms is None else at + timedelta(milliseconds=ms),
+        "user_id": user, "session_id": session, "status": status, "error": error, "tags": list(tags),
+        "release": release, "environment": environment, "scores": list(scores),
+        "spans": [{
+            "span_id": f"{trace_id}-llm", "kind": "llm", "name": "chat", "model": model, "provider": provider,
+            "start_time": at, "end_time": None if llm_ms is None else at + timedelta(milliseconds=llm_ms),
+            "ttft_ms": ttft, "cost_usd": cost, "input_tokens": tokens[0], "output_tokens": tokens[1],
+            "status": status,
+        }],
+    }
+
+
+def score(name: str, value: float | None, source: str = "llm_judge", **fields) -> dict:
+    return {"name": name, "value": value, "source": source, **fields}
+
+
+# --- Buckets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("range_key", "size", "points"), [
+    ("1h", timedelta(minutes=1), 60), ("24h", timedelta(minutes=15), 96), ("7d", timedelta(hours=3), 56),
+    ("30d", timedelta(days=1), 31),  # noon to noon: two half days at the ends
+])
+def test_the_bucket_follows_the_window(range_key: str, size: timedelta, points: int) -> None:
+    flt = TraceFilter.last(range_key, NOW)
+    assert metrics.bucket_for(flt) == size
+    assert len(metrics.bucket_starts(flt.start, flt.end, size)) == points
+    assert metrics.bucket_for(TraceFilter()) == timedelta(days=1)
+
+
+def test_buckets_are_aligned_to_utc_and_continuous() -> None:
+    start, end = datetime(2026, 11, 24, 10, 7, 30, tzinfo=timezone.utc), datetime(2026, 11, 24, 12, 1, tzinfo=timezone.utc)
+    starts = metrics.bucket_starts(start, end, timedelta(minutes=15))
+    assert starts[0] == datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    assert starts[-1] == datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    assert all(b - a == timedelta(minutes=15) for a, b in zip(starts, starts[1:]))
+    days = metrics.bucket_starts(start, start + timedelta(days=3), timedelta(days=1))
+    assert [d.hour for d in days] == [0, 0, 0, 0] and days[0].day == 24
+    weeks = metrics.bucket_starts(start, start + timedelta(days=20), timedelta(days=7))
+    assert {w.weekday() for w in weeks} == {0}  # Mondays
+
+
+# --- Time series ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hours(db_url: str) -> dict:
+    """Four hours before NOW: random latencies in the 1st and 4th hour, nothing in the 2nd, one trace in the 3rd."""
+    rng = random.Random(11)
+    expected: dict[int, dict] = {}
+    traces = []
+    for hour, count in ((0, 37), (2, 1), (3, 60)):
+        start = NOW - 4 * HOUR + hour * HOUR
+        rows = []
+        for i in range(count):
+            ms = float(rng.randint(20, 9000)) if i % 9 != 8 else None  # every 9th trace has not ended
+            status = "error" if i % 7 == 3 else "ok"
+            rows.append((ms, status, 0.001 * (i + 1), (10 + i, 2 * i)))
+            traces.append(trace(f"h{hour}-{i:03d}", start + timedelta(seconds=50 * i), ms, status=status,
+                                cost=0.001 * (i + 1), tokens=(10 + i, 2 * i), llm_ms=5))
+        expected[hour] = {
+            "requests": count, "errors": sum(s == "error" for _, s, _, _ in rows),
+            "durations": [ms for ms, _, _, _ in rows if ms is not None],
+            "cost": sum(c for _, _, c, _ in rows), "input": sum(t[0] for *_, t in rows),
+            "output": sum(t[1] for *_, t in rows),
+        }
+    insert_traces(db_url, traces)
+    return expected
+
+
+def test_timeseries_counts_and_percentiles_equal_pythons(db_url: str, hours: dict) -> None:
+    flt = TraceFilter(start=NOW - 4 * HOUR, end=NOW)
+    rows = metrics.timeseries(db_url, flt, bucket=HOUR)
+    assert [r["bucket"] for r in rows] == [NOW - 4 * HOUR + i * HOUR for i in range(4)]
+    for hour, row in enumerate(rows):
+        if hour not in hours:
+            assert row == {"bucket": NOW - 3 * HOUR, "requests": 0, "errors": 0, "error_rate": None,
+                           "latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None,
+                           "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+            continue
+        want = hours[hour]
+        assert row["requests"] == want["requests"] and row["errors"] == want["errors"]
+        assert row["error_rate"] == pytest.approx(want["errors"] / want["requests"])
+        for p in (50, 95, 99):
+            assert row[f"latency_p{p}_ms"] == pytest.approx(nearest_rank(want["durations"], p)), (hour, p)
+        assert (row["input_tokens"], row["output_tokens"]) == (want["input"], want["output"])
+        assert row["cost_usd"] == pytest.approx(want["cost"])
+        assert isinstance(row["bucket"], datetime) and row["bucket"].tzinfo is not None
+
+
+def test_a_trace_alone_in_its_bucket_is_every_percentile(db_url: str, hours: dict) -> None:
+    row = metrics.timeseries(db_url, TraceFilter(start=NOW - 2 * HOUR, end=NOW - HOUR), bucket=HOUR)[0]
+    value = hours[2]["durations"][0]
+    assert row["requests"] == 1
+    assert row["latency_p50_ms"] == row["latency_p95_ms"] == row["latency_p99_ms"] == pytest.approx(value)
+
+
+def test_default_buckets_cover_the_window_without_gaps(db_url: str, hours: dict) -> None:
+    rows = metrics.timeseries(db_url, TraceFilter.last("24h", NOW))
+    assert len(rows) == 96
+    assert all(b["bucket"] - a["bucket"] == timedelta(minutes=15) for a, b in zip(rows, rows[1:]))
+    assert sum(r["requests"] for r in rows) == 98
+    assert rows[0]["bucket"] == NOW - 24 * HOUR and rows[-1]["bucket"] == NOW - timedelta(minutes=15)
+
+
+def test_a_partial_first_bucket_counts_only_the_window(db_url: str) -> None:
+    insert_traces(db_url, [trace("early", NOW - 70 * timedelta(minutes=1), 10),
+                           trace("inside", NOW - 50 * timedelta(minutes=1), 10)])
+    rows = metrics.timeseries(db_url, TraceFilter(start=NOW - timedelta(minutes=55), end=NOW), bucket=HOUR)
+    assert [(r["bucket"], r["requests"]) for r in rows] == [(NOW - HOUR, 1)]
+
+
+# --- Filters ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def varied(db_url: str) -> str:
+    at = NOW - 2 * HOUR
+    insert_traces(db_url, [
+        trace("a", at, 100, name="support-chat", user="u1", tags=("beta",), release="v1"),
+        trace("b", at + timedelta(minutes=1), 200, name="refund", user="u2", status="error", release="v2",
+              environment="staging", model="claude-sonnet-4", provider="anthropic"),
+        trace("c", at + timedelta(minutes=2), 300, name="support-chat", user="u2", tags=("beta", "vip"),
+              model="claude-sonnet-4", provider="anthropic", session="s1"),
+        trace("d", at + timedelta(minutes=3), 400, name="refund", user="u3", release=None),
+        trace("old", NOW - 48 * HOUR, 500, name="legacy", user="u9", release="v0", tags=("ancient",)),
+    ])
+    return db_url
+
+
+@pytest.mark.parametrize(("lists", "expected"), [
+    ({}, {100, 200, 300, 400}),
+    ({"names": ["refund"]}, {200, 400}),
+    ({"models": ["claude-sonnet-4"]}, {200, 300}),
+    ({"providers": ["openai"]}, {100, 400}),
+    ({"tags": ["beta"]}, {100, 300}),
+    ({"tags": ["vip"]}, {300}),
+    ({"user_ids": ["u2"]}, {200, 300}),
+    ({"statuses": ["error"]}, {200}),
+    ({"statuses": ["ok"]}, {100, 300, 400}),
+    ({"releases": ["v1"]}, {100, 300}),
+    ({"environments": ["staging"]}, {200}),
+    ({"session_ids": ["s1"]}, {300}),
+    ({"names": ["support-chat"], "tags": ["beta"], "user_ids": ["u1"]}, {100}),
+])
+def test_every_filter_changes_what_is_counted(varied: str, lists: dict, expected: set[float]) -> None:
+    flt = TraceFilter.last("24h", NOW, **lists)
+    rows = metrics.timeseries(varied, flt)
+    assert sum(r["requests"] for r in rows) == len(expected)
+    busy = [r for r in rows if r["requests"]]
+    assert len(busy) == 1 and busy[0]["latency_p99_ms"] == pytest.approx(max(expected))
+    assert busy[0]["latency_p50_ms"] == pytest.approx(nearest_rank(sorted(expected), 50))
+    assert metrics.summary(varied, flt)["kpis"]["requests"]["value"] == len(expected)
+    assert sum(r["llm_calls"] for r in metrics.ttft_timeseries(varied, flt)) == len(expected)
+
+
+# --- Time to first token ----------------------------------------------------------------------------
+
+
+def test_ttft_percentiles_cover_llm_spans_only(db_url: str) -> None:
+    rng = random.Random(5)
+    at = NOW - HOUR
+    traces = []
+    ttfts = {"gpt-4o-mini": [], "claude-sonnet-4": []}
+    for i in range(41):
+        model = "claude-sonnet-4" if i % 3 == 0 else "gpt-4o-mini"
+        ttft = float(rng.randint(50, 3000)) if i % 10 else None  # some calls record no first token
+        if ttft is not None:
+            ttfts[model].append(ttft)
+        t = trace(f"t{i:02d}", at + timedelta(seconds=60 * i), 4000, model=model, ttft=ttft)
+        # A tool span with a ttft must not count: only LLM spans have a first token.
+        t["spans"].append({"span_id": f"t{i:02d}-tool", "kind": "tool", "name": "lookup", "start_time": at,
+                           "end_time": at + timedelta(milliseconds=5), "ttft_ms": 1.0})
+        traces.append(t)
+    insert_traces(db_url, traces)
+    flt = TraceFilter(start=at, end=NOW)
+    [row] = metrics.ttft_timeseries(db_url, flt, bucket=HOUR)
+    both = ttfts["gpt-4o-mini"] + ttfts["claude-sonnet-4"]
+    assert row["llm_calls"] == 41
+    assert (row["ttft_p50_ms"], row["ttft_p95_ms"]) == (nearest_rank(both, 50), nearest_rank(both, 95))
+    [claude] = metrics.ttft_timeseries(db_url, TraceFilter(start=at, end=NOW, models=("claude-sonnet-4",)), HOUR)
+    assert claude["llm_calls"] == 14
+    assert claude["ttft_p95_ms"] == nearest_rank(ttfts["claude-sonnet-4"], 95)
+    empty = metrics.ttft_timeseries(db_url, TraceFilter(start=at - HOUR, end=at), bucket=HOUR)
+    assert empty == [{"bucket": at - HOUR, "llm_calls": 0, "ttft_p50_ms": None, "ttft_p95_ms": None}]
+
+
+# --- Scores -----------------------------------------------------------------------------------------
+
+
+def test_score_series_per_name_and_source(db_url: str) -> None:
+    first, third = NOW - 3 * HOUR, NOW - HOUR
+    insert_traces(db_url, [
+        trace("s1", first, 10, scores=(score("correctness", 0.2), score("correctness", 1.0, "human"),
+                                       score("thumbs", 1, "user_feedback"))),
+        trace("s2", first + timedelta(minutes=5), 10, scores=(score("correctness", 0.6),
+                                                             score("tone", None, "human", label="rude"))),
+        trace("s3", third, 10, scores=(score("correctness", 0.9), score("thumbs", 0, "user_feedback"),
+                                       score("valid_json", 1, "code"))),
+        trace("s4", third, 10, name="other", scores=(score("correctness", 0.1),)),
+        # Scored days later, still counted at its trace's time.
+        trace("s5", third + timedelta(minutes=1), 10,
+              scores=(score("correctness", 0.3, created_at=NOW + 72 * HOUR),)),
+    ])
+    flt = TraceFilter(start=NOW - 3 * HOUR, end=NOW)
+    rows = metrics.score_timeseries(db_url, flt, bucket=HOUR)
+    cells = {(r["series"], r["bucket"]): (r["mean"], r["count"]) for r in rows}
+    assert {r["series"] for r in rows} == {"correctness (LLM judge)", "correctness (human)", "thumbs (user)",
+                                           "valid_json (code)"}
+    assert len(rows) == 4 * 3  # every series in every bucket
+    assert cells["correctness (LLM judge)", first] == (pytest.approx(0.4), 2)
+    assert cells["correctness (LLM judge)", first + HOUR] == (None, 0)
+    assert cells["correctness (LLM judge)", third] == (pytest.approx((0.9 + 0.1 + 0.3) / 3), 3)
+    assert cells["correctness (human)", first] == (pytest.approx(1.0), 1)
+    assert cells["thumbs (user)", first] == (pytest.approx(1.0), 1)
+    assert cells["thumbs (user)", third] == (pytest.approx(0.0), 1)
+    assert cells["valid_json (code)", third] == (pytest.approx(1.0), 1)
+    assert {(r["name"], r["source"]) for r in rows if r["series"] == "thumbs (user)"} == {("thumbs", "user_feedback")}
+    named = metrics.score_timeseries(db_url, TraceFilter(start=NOW - 3 * HOUR, end=NOW, names=("other",)), HOUR)
+    assert [(r["series"], r["mean"]) for r in named if r["count"]] == [("correctness (LLM judge)", pytest.approx(0.1))]
+
+
+# --- Summary ----------------------------------------------------------------------------------------
+
+
+def test_summary_compares_with_the_previous_period(db_url: str) -> None:
+    day = 24 * HOUR
+    current = [trace(f"c{i}", NOW - day + i * HOUR, 100.0 * (i + 1), cost=0.02, tokens=(10, 5),
+                     status="error" if i < 2 else "ok",
+                     scores=(score("correctness", 0.5 + 0.1 * (i % 2)),)) for i in range(10)]
+    previous = [trace(f"p{i}", NOW - 2 * day + i * HOUR, 50.0 * (i + 1), cost=0.01, tokens=(10, 5),
+                      scores=(score("correctness", 0.5),)) for i in range(5)]
+    insert_traces(db_url, current + previous)
+    result = metrics.summary(db_url, TraceFilter.last("24h", NOW))
+    kpis = result["kpis"]
+    assert set(kpis) == set(metrics.KPIS)
+    assert result["start"] == NOW - day and result["previous_start"] == NOW - 2 * day
+    assert result["previous_end"] == NOW - day
+    assert kpis["requests"] == {"value": 10, "previous": 5, "change": 5, "change_pct": pytest.approx(1.0)}
+    assert kpis["errors"] == {"value": 2, "previous": 0, "change": 2, "change_pct": None}  # nothing to compare with
+    assert kpis["error_rate"]["value"] == pytest.approx(0.2) and kpis["error_rate"]["previous"] == 0
+    durations = [100.0 * (i + 1) for i in range(10)]
+    assert kpis["latency_p50_ms"]["value"] == nearest_rank(durations, 50) == 500
+    assert kpis["latency_p95_ms"]["value"] == nearest_rank(durations, 95) == 1000
+    assert kpis["latency_p95_ms"]["previous"] == 250
+    assert kpis["latency_p95_ms"]["change_pct"] == pytest.approx(3.0)
+    assert kpis["cost_usd"]["value"] == pytest.approx(0.2)
+    assert kpis["cost_usd"]["change"] == pytest.approx(0.15)
+    assert kpis["total_tokens"]["value"] == 150 and kpis["input_tokens"]["previous"] == 50
+    [correctness] = result["scores"]
+    assert correctness["name"] == "correctness" and correctness["source"] == "llm_judge"
+    assert correctness["mean"] == pytest.approx(0.55) and correctness["count"] == 10
+    assert correctness["previous"] == pytest.approx(0.5) and correctness["previous_count"] == 5
+    assert correctness["change"] == pytest.approx(0.05) and correctness["change_pct"] == pytest.approx(0.1)
+
+    alone = metrics.summary(db_url, TraceFilter.last("24h", NOW), compare=False)
+    assert alone["previous_start"] is None and alone["kpis"]["requests"]["previous"] is None
+    assert alone["kpis"]["requests"]["change"] is None
+    empty = metrics.summary(db_url, TraceFilter.last("24h", NOW - 10 * day))["kpis"]
+    assert empty["requests"]["value"] == 0 and empty["error_rate"]["value"] is None
+    assert empty["latency_p95_ms"]["value"] is None and empty["requests"]["change_pct"] is None
+
+
+# --- Breakdowns ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed(db_url: str) -> dict:
+    rng = random.Random(23)
+    at = NOW - 10 * HOUR
+    plan = {"support-chat": 30, "refund": 12, "search": 5}
+    traces, truth = [], {}
+    n = 0
+    for name, count in plan.items():
+        for i in range(count):
+            ms, llm = float(rng.randint(100, 5000)), float(rng.randint(50, 3000))
+            model = ("gpt-4o", "claude-sonnet-4", "gpt-4o-mini")[n % 3]
+            release = None if n % 5 == 0 else f"v{n % 2}"
+            failed = n % 6 == 0
+            judged = 0.1 * (n % 10)
+            traces.append(trace(f"m{n:03d}", at + timedelta(minutes=10 * n), ms, name=name, user=f"u{n % 4}",
+                                model=model, llm_ms=llm, cost=0.001 * n, tokens=(n, 1), release=release,
+                                status="error" if failed else "ok", scores=(score("correctness", judged),)))
+            truth[f"m{n:03d}"] = {"name": name, "ms": ms, "llm": llm, "model": model, "release": release,
+                                  "user": f"u{n % 4}", "failed": failed, "cost": 0.001 * n, "tokens": n,
+                                  "score": judged}
+            n += 1
+    insert_traces(db_url, traces)
+    return truth
+
+
+def _expected_groups(truth: dict, key: str, latency: str) -> dict:
+    groups: dict = {}
+    for t in truth.values():
+        g = groups.setdefault(t[key], {"n": 0, "errors": 0, "ms": [], "cost": 0.0, "tokens": 0, "scores": []})
+        g["n"] += 1
+        g["errors"] += t["failed"]
+        g["ms"].append(t[latency])
+        g["cost"] += t["cost"]
+        g["tokens"] += t["tokens"]
+        g["scores"].append(t["score"])
+    return groups
+
+
+@pytest.mark.parametrize(("by", "key", "latency"), [
+    ("name", "name", "ms"), ("release", "release", "ms"), ("user", "user", "ms"), ("model", "model", "llm"),
+])
+def test_breakdowns_group_volume_errors_latency_cost_and_scores(db_url: str, mixed: dict, by: str, key: str,
+                                                                latency: str) -> None:
+    rows = metrics.breakdown(db_url, TraceFilter.last("24h", NOW), by)
+    want = _expected_groups(mixed, key, latency)
+    assert {r["key"] for r in rows} == set(want)
+    assert [r["requests"] for r in rows] == sorted((g["n"] for g in want.values()), reverse=True)
+    for row in rows:
+        g = want[row["key"]]
+        assert row["requests"] == g["n"] and row["errors"] == g["errors"]
+        assert row["error_rate"] == pytest.approx(g["errors"] / g["n"])
+        assert row["latency_p95_ms"] == nearest_rank(g["ms"], 95)
+        assert row["cost_usd"] == pytest.approx(g["cost"])
+        assert row["input_tokens"] == g["tokens"] and row["output_tokens"] == g["n"]
+        assert row["scores"] == {"correctness": pytest.approx(sum(g["scores"]) / len(g["scores"]))}
+
+
+def test_a_breakdown_is_limited_and_follows_the_filter(db_url: str, mixed: dict) -> None:
+    rows = metrics.breakdown(db_url, TraceFilter.last("24h", NOW), "name", limit=2)
+    assert [r["key"] for r in rows] == ["support-chat", "refund"]
+    models = metrics.breakdown(db_url, TraceFilter.last("24h", NOW, names=["search"]), "model")
+    assert sum(r["requests"] for r in models) == 5
+    only = metrics.breakdown(db_url, TraceFilter.last("24h", NOW, models=["gpt-4o"]), "model")
+    assert [r["key"] for r in only] == ["gpt-4o"]
+    assert metrics.breakdown(db_url, TraceFilter.last("24h", NOW - 48 * HOUR), "user") == []
+    with pytest.raises(ConfigError, match="break down by 'colour'"):
+        metrics.breakdown(db_url, TraceFilter.last("24h", NOW), "colour")
+
+
+# --- Filter widgets -----------------------------------------------------------------------------------
+
+
+def test_filter_options_offer_the_values_of_the_window(varied: str) -> None:
+    options = metrics.filter_options(varied, TraceFilter.last("24h", NOW, names=["refund"]))
+    assert options == {
+        "names": ["refund", "support-chat"],
+        "models": ["claude-sonnet-4", "gpt-4o-mini"],
+        "providers": ["anthropic", "openai"],
+        "tags": ["ancient", "beta", "vip"],  # tags have no time: all of them
+        "user_ids": ["u2", "u1", "u3"],  # busiest first
+        "session_ids": ["s1"],
+        "releases": ["v1", "v2"],
+        "environments": ["production", "staging"],
+        "statuses": ["error", "ok"],
+    }
+    wider = metrics.filter_options(varied, TraceFilter.last("7d", NOW))
+    assert "legacy" in wider["names"] and "u9" in wider["user_ids"] and "v0" in wider["releases"]
