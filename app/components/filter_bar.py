@@ -1,8 +1,8 @@
 """The sidebar's time range and trace filters, shared by Monitoring and Traces and kept in the URL.
 
-The URL is the source of truth when it names a filter (a shared link); otherwise the filter last
-used in this session carries over from page to page. Widgets are keyed ``flt_*`` and written into
-``st.session_state`` before they render, so a link always wins over stale widget state.
+A link that names a filter wins; otherwise the filter last used in this session carries over from
+page to page. The filter lives in ``st.session_state.flt_params`` (its URL form); the ``flt_*``
+widgets are filled from it before each render and write it back from their ``on_change``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ def _url_filter_params() -> dict[str, list[str]]:
 
 def _load_into_widgets(flt: TraceFilter) -> None:
     st.session_state.flt_range = flt.range_key if flt.range_key in RANGE_PRESETS else "custom"
-    if flt.start is not None:
-        st.session_state.flt_from = flt.start.date()
-    if flt.end is not None:
-        # A custom end is exclusive at midnight: show the last day it includes.
-        st.session_state.flt_to = (flt.end - timedelta(microseconds=1)).date()
+    today = datetime.now(timezone.utc).date()
+    st.session_state.flt_from = flt.start.date() if flt.start is not None else today - timedelta(days=7)
+    # A custom end is exclusive at midnight: show the last day it includes.
+    st.session_state.flt_to = (flt.end - timedelta(microseconds=1)).date() if flt.end is not None else today
     for param, name in LIST_PARAMS.items():
         st.session_state[f"flt_{param}"] = list(getattr(flt, name))
 
@@ -72,38 +71,47 @@ def sidebar_filter(url: str) -> TraceFilter:
     The values offered are those seen in the chosen window (``status`` always offers ok and error).
     """
     url_params = _url_filter_params()
-    signature = repr(sorted(url_params.items()))
-    if url_params and st.session_state.get("flt_signature") != signature:
+    if url_params and repr(sorted(url_params.items())) != st.session_state.get("flt_signature"):
         try:
-            _load_into_widgets(TraceFilter.from_query_params(url_params))
+            st.session_state.flt_params = TraceFilter.from_query_params(url_params).to_query_params()
         except ConfigError as err:
             st.sidebar.warning(f"The link's filter was not understood: {err} Showing the last 7 days instead.")
-            _load_into_widgets(TraceFilter.last("7d"))
-    elif "flt_range" not in st.session_state:
-        _load_into_widgets(TraceFilter.last("7d"))
+            st.session_state.flt_params = {"range": "7d"}
+    flt = TraceFilter.from_query_params(st.session_state.get("flt_params") or {})
+    # Widget state does not survive a page switch; the filter lives in flt_params and is written
+    # into the widgets before each render (their on_change callbacks write it back).
+    _load_into_widgets(flt)
 
     sidebar = st.sidebar
-    sidebar.selectbox("Time range", list(RANGE_LABELS), format_func=RANGE_LABELS.__getitem__, key="flt_range")
+    sidebar.selectbox("Time range", list(RANGE_LABELS), format_func=RANGE_LABELS.__getitem__, key="flt_range",
+                      on_change=_widgets_changed)
     if st.session_state.flt_range == "custom":
-        today = datetime.now(timezone.utc).date()
-        st.session_state.setdefault("flt_from", today - timedelta(days=7))
-        st.session_state.setdefault("flt_to", today)
         left, right = sidebar.columns(2)
-        left.date_input("From", key="flt_from")
-        right.date_input("To", key="flt_to")
-    window = _from_widgets()
-    options = _options(url, window.range_key, _minute(window.start), _minute(window.end))
+        left.date_input("From", key="flt_from", on_change=_widgets_changed)
+        right.date_input("To", key="flt_to", on_change=_widgets_changed)
+    options = _options(url, flt.range_key, _minute(flt.start), _minute(flt.end))
     options["status"] = ["ok", "error"]
-    with sidebar.expander("Filters", expanded=any(st.session_state.get(f"flt_{p}") for p in LIST_PARAMS)):
+    with sidebar.expander("Filters", expanded=flt.attribute_count() > 0):
         for param in LIST_PARAMS:
             chosen: list[str] = st.session_state.get(f"flt_{param}") or []
             offered = list(dict.fromkeys([*options.get(param, ()), *chosen]))
             kwargs: dict[str, Any] = {"accept_new_options": True} if param in _OPEN_LISTS else {}
-            st.multiselect(_LIST_LABELS[param], offered, key=f"flt_{param}", placeholder="Any", **kwargs)
-
-    flt = _from_widgets()
+            st.multiselect(_LIST_LABELS[param], offered, key=f"flt_{param}", placeholder="Any",
+                           on_change=_widgets_changed, **kwargs)
+        if flt.attribute_count():
+            st.button("Clear filters", on_click=_clear_filters, key="flt_clear")
     _write_url(flt)
     return flt
+
+
+def _widgets_changed() -> None:
+    st.session_state.flt_params = _from_widgets().to_query_params()
+
+
+def _clear_filters() -> None:
+    current = TraceFilter.from_query_params(st.session_state.get("flt_params") or {})
+    window = {k: v for k, v in current.to_query_params().items() if k in _WINDOW_PARAMS}
+    st.session_state.flt_params = window
 
 
 def _write_url(flt: TraceFilter) -> None:

@@ -6,14 +6,23 @@ import streamlit as st
 
 from looplab.config import settings_from_env
 from looplab.errors import LooplabError
+from looplab.monitoring.attention import ensure_default_rules
 from looplab.store.engine import get_engine
+
+
+@st.cache_resource(show_spinner=False)
+def _opened(url: str) -> bool:
+    # Once per database and server process: migrate, and give a new store its default rules.
+    get_engine(url)
+    ensure_default_rules(url)
+    return True
 
 
 def database_url() -> str:
     """The configured database URL, opened and migrated; stops the page with a message if it can't be."""
     url = settings_from_env().database_url
     try:
-        get_engine(url)
+        _opened(url)
     except LooplabError as err:
         st.error(f"**looplab cannot open its database.** {err}")
         st.markdown(

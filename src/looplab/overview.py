@@ -65,6 +65,12 @@ def loop_status(url: str, flt: TraceFilter) -> LoopStatus:
     )
 
 
+def has_traces(url: str) -> bool:
+    """Whether the store holds any trace at all (tells "nothing yet" from "filtered out")."""
+    with read_session(url) as session:
+        return session.scalar(select(Trace.id).limit(1)) is not None
+
+
 @dataclass(frozen=True)
 class StoreInfo:
     """Where the data lives and how much of it there is."""

@@ -1,0 +1,48 @@
+"""How numbers read on the pages: durations, money, rates, and KPI changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def duration(ms: float | None) -> str:
+    """``850 ms``, ``2.4 s``, ``3 min 5 s``; an en dash when unknown."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms:,.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:,.1f} s"
+    minutes, seconds = divmod(ms / 1000, 60)
+    return f"{minutes:,.0f} min {seconds:.0f} s"
+
+
+def money(usd: float | None) -> str:
+    """Dollars with cents, or four decimals for amounts under a dollar."""
+    if usd is None:
+        return "–"
+    return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:,.4f}"
+
+
+def kpi_value(key: str, value: Any) -> str:
+    """A KPI of ``looplab.monitoring.metrics.summary`` as people read it."""
+    if value is None:
+        return "–"
+    if key.endswith("_ms"):
+        return duration(value)
+    if key == "cost_usd":
+        return money(value)
+    if key == "error_rate":
+        return f"{value:.1%}"
+    return f"{value:,.0f}"
+
+
+def kpi_delta(key: str, kpi: dict[str, Any]) -> str | None:
+    """The change against the previous period: relative for counts and money, points for rates."""
+    if kpi.get("change") is None:
+        return None
+    if key == "error_rate":
+        return f"{kpi['change'] * 100:+.1f} pts"
+    if kpi.get("change_pct") is None:
+        return f"{kpi['change']:+,.0f}"
+    return f"{kpi['change_pct']:+.0%}"
