@@ -6,7 +6,7 @@ from components.attention import attention_section
 from components.charts import grouped_time_chart, time_chart
 from components.empty_state import no_traces_yet
 from components.filter_bar import sidebar_filter
-from components.formatting import kpi_delta, kpi_value
+from components.formatting import kpi_delta, kpi_value, period
 from components.store import database_url
 from looplab.overview import has_traces
 from looplab.monitoring.metrics import (
@@ -30,7 +30,7 @@ if not kpis["requests"]["value"]:
     st.stop()
 
 bucket = bucket_for(flt)
-st.caption(f"Compared with the previous {flt.span} · one point every {bucket} (UTC).")
+st.caption(f"Changes compare with the previous {period(flt.span)} · one point every {period(bucket)} (UTC).")
 columns = st.columns(6)
 for column, (key, label) in zip(columns, [
     ("requests", "Requests"), ("error_rate", "Error rate"), ("latency_p50_ms", "Latency p50"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
@@ -34,7 +35,29 @@ def kpi_value(key: str, value: Any) -> str:
         return money(value)
     if key == "error_rate":
         return f"{value:.1%}"
-    return f"{value:,.0f}"
+    return compact(value)
+
+
+def compact(number: float) -> str:
+    """``950``, ``12.3k``, ``1.18M``: short enough for a metric tile."""
+    for threshold, unit, suffix in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if abs(number) >= threshold:
+            scaled = number / unit
+            decimals = max(0, 2 - len(str(int(abs(scaled)))) + 1)
+            return f"{scaled:,.{decimals}f}{suffix}"
+    return f"{number:,.0f}"
+
+
+def period(length: timedelta | None) -> str:
+    """``1 hour``, ``24 hours``, ``7 days``, ``3 days 12 hours``."""
+    if length is None:
+        return "–"
+    days, seconds = length.days, length.seconds
+    hours, minutes = divmod(seconds // 60, 60)
+    parts = [f"{days} day{'s' * (days != 1)}" if days else "",
+             f"{hours} hour{'s' * (hours != 1)}" if hours else "",
+             f"{minutes} minute{'s' * (minutes != 1)}" if minutes else ""]
+    return " ".join(p for p in parts if p) or "0 minutes"
 
 
 def kpi_delta(key: str, kpi: dict[str, Any]) -> str | None:
