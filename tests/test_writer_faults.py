@@ -166,3 +166,23 @@ def test_exit_flushes_what_is_queued(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert len(stored_traces(url)) == 100
     dispose_engines()
+
+
+def test_a_sqlite_that_binds_few_values_per_statement_still_gets_every_row(sqlite_url: str) -> None:
+    # Rows go in many to a statement; SQLite before 3.32 allowed only 999 values per statement.
+    runtime.install(Settings(database_url=sqlite_url, flush_interval=0.02))
+    engine = get_engine(sqlite_url)
+
+    def old_limit(dbapi_connection, _record):
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    event.listen(engine, "connect", old_limit)
+    engine.dispose()
+    for i in range(301):
+        with looplab.trace("few-values", tags=["a", "b"]):
+            work(i)
+    assert looplab.flush()
+    assert len(stored_traces(sqlite_url)) == 301
+    assert len(stored_spans(sqlite_url)) == 602
+    assert looplab.stats()["rejected"] == 0
+    event.remove(engine, "connect", old_limit)

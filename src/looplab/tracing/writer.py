@@ -1,8 +1,10 @@
 """The background writer: the only place tracing touches the database.
 
 The caller's thread appends a record to a bounded deque and returns; this thread wakes on a timer
-(or when a batch's worth is waiting), turns records into rows and inserts them in one transaction.
-Waking per record would cost the caller ~130 µs of thread switching on 2 cores (shared/NOTES.md).
+(or when a batch's worth is waiting) and turns records into rows, and a second one inserts each
+batch in one transaction, so that converting the next batch (Python, holding the GIL) overlaps
+with SQLite inserting the last one (C, GIL released). Waking per record would cost the caller
+~130 µs of thread switching on 2 cores (shared/NOTES.md).
 
 Failures never reach the caller: rows that storage refuses are kept (bounded) and retried with
 backoff; a batch that fails on bad data is retried row by row in savepoints so one bad row does
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
-from typing import Any
+from itertools import chain
+from typing import Any, Callable
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -51,6 +55,87 @@ class _FlushRequest:
         self.ok = False
 
 
+def _answer(flushes: list[_FlushRequest], ok: bool) -> None:
+    for request in flushes:
+        request.ok = ok
+        request.done.set()
+
+
+class _Write:
+    """One write handed to the insert thread; its flush requests are answered when it is done."""
+
+    __slots__ = ("write", "force", "flushes", "done", "ok")
+
+    def __init__(self, write: Callable[[bool], bool], force: bool, flushes: list[_FlushRequest]) -> None:
+        self.write = write
+        self.force = force
+        self.flushes = flushes
+        self.done = threading.Event()
+        self.ok = False
+
+    def run(self) -> None:
+        try:
+            self.ok = self.write(self.force)
+        except Exception:  # a bug here must not leave flush() waiting
+            log.exception("looplab: unexpected error in the trace writer")
+            self.ok = False
+        finally:
+            _answer(self.flushes, self.ok)
+            self.done.set()
+
+    def wait(self) -> bool:
+        self.done.wait()
+        return self.ok
+
+
+class _WriteThread:
+    """A second background thread that runs the writes, one at a time, in the order given.
+
+    When it cannot be started (no threads left), writes run in line on the writer thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: deque[_Write | None] = deque()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed = False
+
+    def start(self, write: Callable[[bool], bool], force: bool, flushes: list[_FlushRequest]) -> _Write:
+        job = _Write(write, force, flushes)
+        if self._thread is None and not self._failed:
+            thread = threading.Thread(target=self._run, name="looplab-writer-sql", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as err:
+                log.debug("looplab: could not start the insert thread, writing in line: %s", err)
+                self._failed = True
+            else:
+                self._thread = thread
+        if self._thread is None:
+            job.run()
+            return job
+        self._jobs.append(job)
+        self._ready.set()
+        return job
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.append(None)
+            self._ready.set()
+
+    def _run(self) -> None:
+        _lower_this_threads_priority()
+        jobs = self._jobs
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            while jobs:
+                job = jobs.popleft()
+                if job is None:
+                    return
+                job.run()
+
+
 class Writer:
     """Writes queued records to the database named by the settings, off the caller's thread."""
 
@@ -65,6 +150,7 @@ class Writer:
         self._start_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._closing = False
+        self._writes = _WriteThread()
         try:
             is_sqlite = make_url(self._url).get_backend_name() == "sqlite"
         except Exception:  # a bad URL is reported when the writer first tries to open it
@@ -151,38 +237,65 @@ class Writer:
             except Exception:  # a bug here must not kill the thread and silently stop recording
                 log.exception("looplab: unexpected error in the trace writer")
             if self._closing and not self._queue:
+                self._writes.stop()
                 return
 
     def _drain(self) -> None:
+        """Convert and write batch after batch; converting the next batch while the last is written.
+
+        Converting is Python (it holds the GIL) while most of an insert is SQLite's C code (it
+        releases the GIL), so on two cores the two overlap. Only one write runs at a time, and the
+        state it touches (pending rows, retry timing, counters) is left alone here until it is done.
+        """
         queue = self._queue
-        while queue or (len(self._pending) and time.monotonic() >= self._retry_at):
-            rows = Rows()
-            flushes: list[_FlushRequest] = []
-            converted = 0
-            while queue and len(rows) < self._batch:
-                converted += 1
-                if converted % 8 == 0:
-                    # Converting is pure Python and holds the GIL: let the app's threads run
-                    # rather than wait out the interpreter's 5 ms switch interval. Not
-                    # time.sleep(0): Linux's timer slack makes that sleep ~50-100 µs each time.
-                    os.sched_yield()
-                record = queue.popleft()
-                if isinstance(record, _FlushRequest):
-                    flushes.append(record)
-                    continue
-                try:
-                    self._builder.add(record, rows)
-                except Exception:
-                    with self._count_lock:
-                        self._rejected += 1
-                    log.exception("looplab: could not convert a trace record; it is dropped")
-            self._hold(rows)
-            ok = self._write_pending(force=bool(flushes))
-            for request in flushes:
-                request.ok = ok
-                request.done.set()
-            if not ok and not flushes:
-                return  # storage is down: wait for the timer rather than spin
+        running: _Write | None = None
+        try:
+            while queue or (running is None and len(self._pending) and time.monotonic() >= self._retry_at):
+                rows, flushes = self._convert(queue)
+                if running is not None:
+                    ok = running.wait()
+                    failed_alone = not ok and not running.flushes
+                    running = None
+                    if failed_alone:
+                        # Storage is down: keep these rows, write now only if a flush asks, and
+                        # otherwise wait for the timer rather than spin.
+                        self._hold(rows)
+                        if flushes:
+                            _answer(flushes, self._write_pending(force=True))
+                        return
+                self._hold(rows)
+                running = self._writes.start(self._write_pending, bool(flushes), flushes)
+                if not running.flushes and running.done.is_set() and not running.ok:
+                    running = None
+                    return  # storage is down (written in line): wait for the timer rather than spin
+        finally:
+            if running is not None:
+                running.wait()
+
+    def _convert(self, queue: deque[Any]) -> tuple[Rows, list[_FlushRequest]]:
+        """The next batch of queued records as rows, and the flush requests met on the way."""
+        rows = Rows()
+        flushes: list[_FlushRequest] = []
+        converted = 0
+        batch = self._batch
+        while queue and len(rows) < batch:
+            converted += 1
+            if converted % 8 == 0:
+                # Converting is pure Python and holds the GIL: let the app's threads run
+                # rather than wait out the interpreter's 5 ms switch interval. Not
+                # time.sleep(0): Linux's timer slack makes that sleep ~50-100 µs each time.
+                os.sched_yield()
+            record = queue.popleft()
+            if isinstance(record, _FlushRequest):
+                flushes.append(record)
+                continue
+            try:
+                self._builder.add(record, rows)
+            except Exception:
+                with self._count_lock:
+                    self._rejected += 1
+                log.exception("looplab: could not convert a trace record; it is dropped")
+        return rows, flushes
 
     def _hold(self, rows: Rows) -> None:
         if len(self._pending) + len(rows) > self._max:
@@ -283,21 +396,61 @@ def _insert_all(conn: Connection, rows: Rows) -> None:
 
 _COLUMNS = {"spans": ("spans", SPAN_COLUMNS), "traces": ("traces", TRACE_COLUMNS),
             "tags": ("trace_tags", TAG_COLUMNS), "scores": ("scores", SCORE_COLUMNS)}
-_statements: dict[tuple[str, str], str] = {}
+_statements: dict[tuple[str, str, int], str] = {}
+# Rows per multi-row INSERT on SQLite. A few fixed sizes keep the prepared statements few (the
+# driver caches them by text) whatever the batch size.
+_SQLITE_CHUNKS = (256, 32, 4, 1)
+_SQLITE_DEFAULT_MAX_VARIABLES = 999  # SQLite before 3.32 allowed no more bound values a statement
 
 
 def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert ready-made row tuples with the driver's own ``executemany``."""
+    """Insert ready-made row tuples.
+
+    On SQLite, many rows per ``INSERT ... VALUES (...), (...)``: the driver's ``executemany``
+    releases and takes back the GIL around every row, and each time it must wait for the app's
+    threads (up to the 5 ms switch interval); one statement for hundreds of rows takes it back
+    once, and is faster too. Elsewhere, the driver's own ``executemany``.
+    """
     dialect = conn.dialect
-    sql = _statements.get((dialect.name, key))
+    if dialect.name != "sqlite":
+        conn.exec_driver_sql(_statement(conn, key, 1), rows)
+        return
+    limit = _max_variables(conn)
+    width = len(_COLUMNS[key][1])
+    start, total = 0, len(rows)
+    for size in _SQLITE_CHUNKS:
+        if size > 1 and size * width > limit:
+            continue
+        if total - start < size:
+            continue
+        sql = _statement(conn, key, size)
+        while total - start >= size:
+            end = start + size
+            conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start:end])))
+            start = end
+
+
+def _statement(conn: Connection, key: str, count: int) -> str:
+    dialect = conn.dialect
+    sql = _statements.get((dialect.name, key, count))
     if sql is None:
         table, columns = _COLUMNS[key]
         quote = dialect.identifier_preparer.quote
         marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        values = f"({', '.join([marker] * len(columns))})"
         # The same tag twice on one trace is one tag.
         conflict = " ON CONFLICT DO NOTHING" if key == "tags" else ""
-        sql = _statements[(dialect.name, key)] = (
+        sql = _statements[(dialect.name, key, count)] = (
             f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join([marker] * len(columns))}){conflict}"
+            f"VALUES {', '.join([values] * count)}{conflict}"
         )
-    conn.exec_driver_sql(sql, rows)
+    return sql
+
+
+def _max_variables(conn: Connection) -> int:
+    """How many values one SQLite statement may bind on this connection."""
+    dbapi = conn.connection.dbapi_connection
+    try:
+        return int(dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+    except Exception:  # not the stdlib driver
+        return _SQLITE_DEFAULT_MAX_VARIABLES
