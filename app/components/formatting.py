@@ -69,3 +69,11 @@ def kpi_delta(key: str, kpi: dict[str, Any]) -> str | None:
     if kpi.get("change_pct") is None:
         return f"{kpi['change']:+,.0f}"
     return f"{kpi['change_pct']:+.0%}"
+
+
+_MARKDOWN_SPECIALS = str.maketrans({c: f"\\{c}" for c in "\\`*_{}[]()<>#+-.!|~$:"})
+
+
+def plain(text: object) -> str:
+    """``text`` escaped so Markdown shows it as written (no links, images, HTML or formatting)."""
+    return str(text).translate(_MARKDOWN_SPECIALS)
