@@ -108,10 +108,9 @@ def _span_tree(url: str, detail: TraceDetail) -> None:
     with left:
         event = st.dataframe(
             [{"span": _label(s), "latency": duration(s.duration_ms), "status": "⚠ error" if s.status == "error" else "ok",
-              "model": s.model or "", "tokens": (s.input_tokens or 0) + (s.output_tokens or 0) or None,
-              "cost": money(s.cost_usd) if s.cost_usd is not None else ""} for s in spans],
+              "tokens": (s.input_tokens or 0) + (s.output_tokens or 0) or None} for s in spans],
             hide_index=True, on_select="rerun", selection_mode="single-row", key=f"trc_tree_{detail.trace.id}",
-            column_config={"span": st.column_config.TextColumn(width="large")},
+            column_config={"span": st.column_config.TextColumn(width="medium")},
             height=min(38 + 35 * len(spans), 640),
         )
     chosen = event.selection.rows[0] if event.selection.rows else _default_span(spans)
@@ -180,6 +179,11 @@ def _payload_view(title: str, payload: Any, *, kind: str, output: bool = False) 
     messages = as_conversation(payload) if kind in ("llm", "trace") or not isinstance(payload, (dict, list)) else []
     if messages:
         for message in messages:
+            if message.role in ("system", "developer") and len(message.text) > 400:
+                # Long instructions repeat on every call; folded, the conversation stays readable.
+                with st.expander(f"{message.role.capitalize()} prompt ({len(message.text):,} characters)"):
+                    st.text(message.text)
+                continue
             with st.chat_message(message.role, avatar=ROLE_AVATARS.get(message.role, ":material/chat:")):
                 if message.kind == "thinking":
                     st.caption("thinking")
