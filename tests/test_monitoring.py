@@ -385,3 +385,33 @@ def test_filter_options_offer_the_values_of_the_window(varied: str) -> None:
     }
     wider = metrics.filter_options(varied, TraceFilter.last("7d", NOW))
     assert "legacy" in wider["names"] and "u9" in wider["user_ids"] and "v0" in wider["releases"]
+
+
+def test_a_long_trace_is_found_by_a_span_that_starts_buckets_later(db_url: str) -> None:
+    """Per-bucket statements narrow the span and trace ranges by the longest trace; nothing is lost."""
+    start = NOW - 3 * HOUR
+    long = trace("long", start, 150 * 60_000, name="batch", model="gpt-4o")
+    long["spans"][0].update(start_time=start + 100 * timedelta(minutes=1), ttft_ms=42.0)  # in the 2nd hour
+    insert_traces(db_url, [long, trace("short", start, 10, name="chat", model="gpt-4o-mini", ttft=7.0)])
+    flt = TraceFilter(start=start, end=NOW, models=("gpt-4o",))
+    assert [r["requests"] for r in metrics.timeseries(db_url, flt, bucket=HOUR)] == [1, 0, 0]
+    named = TraceFilter(start=start, end=NOW, names=("batch",))
+    assert [r["ttft_p50_ms"] for r in metrics.ttft_timeseries(db_url, named, bucket=HOUR)] == [None, 42.0, None]
+
+
+def test_a_middle_percentile_read_from_a_bracket_is_exact(db_url: str) -> None:
+    """Large windows read their median between two values found on a sample: still exact."""
+    from looplab.store.engine import read_session
+    from looplab.store.models import Trace
+
+    rng = random.Random(99)
+    start = NOW - 2 * HOUR
+    durations = [float(rng.randint(1, 400)) for _ in range(3000)]  # many ties, too
+    insert_traces(db_url, [trace(f"{rng.getrandbits(128):032x}", start + timedelta(seconds=i), ms)
+                           for i, ms in enumerate(durations)])
+    flt = TraceFilter(start=start, end=NOW)
+    with read_session(db_url) as session:
+        where = metrics.trace_conditions(flt)
+        for p in (20, 50, 75):
+            assert metrics._bracketed(session, Trace.duration_ms, where, {}, len(durations), p) \
+                == nearest_rank(durations, p)
