@@ -208,6 +208,11 @@ class AttentionRule(Base):
     updated_at: Mapped[datetime]
 
 
+# The trace explorer sorts by cost (migration 0003); without it that sort over many traces reads
+# the whole table, payloads and all.
+Index("ix_traces_cost_usd", Trace.cost_usd)
+
+
 # --- 3. Annotation and datasets -----------------------------------------------------------------
 
 
