@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +42,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    String,
     Table,
     Text,
     and_,
@@ -782,8 +783,11 @@ def trace_detail(
         page_ids = [node.id for node in window]
         names = _SPAN_LIGHT + (_SPAN_PAYLOAD if with_payloads else ())
         span_rows = {}
+        # Times as the driver gives them, parsed below: the SQLite dialect's own parsing cost
+        # more than the rest of reading a page of spans.
+        columns = [type_coerce(s[n], String).label(n) if n in ("start_time", "end_time") else s[n] for n in names]
         for chunk in _chunks(page_ids, 900):
-            for r in session.execute(select(*(s[n] for n in names)).where(s.trace_id == trace_id, s.id.in_(chunk))):
+            for r in session.execute(select(*columns).where(s.trace_id == trace_id, s.id.in_(chunk))):
                 span_rows[r.id] = r
         scores = [ScoreRow(id=r.id, name=r.name, value=r.value, label=r.label, comment=r.comment, source=r.source,
                            author=r.author, span_id=r.span_id, created_at=r.created_at)
@@ -796,10 +800,11 @@ def trace_detail(
         r = span_rows.get(node.id)
         if r is None:  # deleted between the two reads
             continue
+        span_start, span_end = _utc(r.start_time), _utc(r.end_time)
         spans.append(SpanRow(
             id=r.id, parent_id=r.parent_id, depth=node.depth, child_count=node.child_count, orphan=node.orphan,
-            kind=r.kind, name=r.name, start_time=r.start_time, end_time=r.end_time,
-            start_ms=_ms(r.start_time - start), end_ms=_ms(r.end_time - start) if r.end_time is not None else None,
+            kind=r.kind, name=r.name, start_time=span_start, end_time=span_end,
+            start_ms=_ms(span_start - start), end_ms=_ms(span_end - start) if span_end is not None else None,
             duration_ms=r.duration_ms, status=r.status, error=r.error, model=r.model, provider=r.provider,
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
             cost_usd=r.cost_usd, ttft_ms=r.ttft_ms, finish_reason=r.finish_reason,
@@ -823,6 +828,15 @@ def span_payload(url: str, trace_id: str, span_id: str) -> SpanPayload | None:
     if r is None:
         return None
     return SpanPayload(trace_id, span_id, r.input_json, r.output_json, r.params_json, r.attributes_json)
+
+
+def _utc(value: Any) -> Any:
+    """A stored time (SQLite's text, PostgreSQL's naive datetime) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _ms(delta: Any) -> float:
