@@ -7,11 +7,13 @@ Results are plain, JSON-ready data (lists of dicts, aware UTC datetimes) for the
 ``ceil(p/100 * n)`` in ascending order (PostgreSQL's ``percentile_disc``), always a value that
 was observed. SQLite has no percentile function and its window functions cost about 2 µs a row,
 so each percentile is read as ``ORDER BY x LIMIT 1 OFFSET k`` over the bucket's (or group's)
-index range, from whichever end of the order is nearer: the database keeps a heap of at most
-``k`` rows instead of sorting the window (the p95 of a day of traffic keeps 5% of it). The
-counts that give ``k`` come first, from one aggregate per bucket over the same index range.
-Buckets are ``UNION ALL`` terms, one per bucket, so no statement sorts or groups the window.
-The same SQL runs on SQLite and PostgreSQL.
+index range, ascending up to the median and descending above it: the database keeps a heap of
+``k`` rows instead of sorting the window (5% of them for a p95). The counts that give ``k`` come
+first, from one aggregate per bucket over the same index range. A middle percentile of a large
+window (a month's median) is read from a bracket found on a sample (``_bracketed``), exact too.
+Buckets are ``UNION ALL`` terms, one per bucket, so no statement sorts or groups the window; the
+same SQL runs on SQLite and PostgreSQL. The indexes of migration 0004 carry every column these
+statements read, so they never touch a trace or span row and its payloads.
 
 **Which rows.** Trace metrics cover the traces ``TraceFilter`` selects (started in the window).
 Span metrics (time to first token, the ``model`` breakdown) cover LLM spans that *started* in

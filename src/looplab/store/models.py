@@ -46,6 +46,12 @@ EVALUATOR_KINDS = ("code", "llm_judge")
 ATTENTION_RULE_KINDS = ("error", "latency_above", "latency_p95", "negative_feedback", "low_score", "cost_outlier")
 
 
+# Columns monitoring aggregates, carried by the indexes it reads (migration 0004).
+_TRACE_MEASURES = ("status", "duration_ms", "input_tokens", "output_tokens", "cost_usd", "error_count")
+_SPAN_MEASURES = ("provider", "status", "duration_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd",
+                  "trace_id")
+
+
 def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -64,15 +70,21 @@ class Trace(Base):
     __tablename__ = "traces"
     __table_args__ = (
         CheckConstraint(_one_of("status", STATUSES), name="status"),
-        Index("ix_traces_name_start", "name", "start_time"),
-        Index("ix_traces_user_start", "user_id", "start_time"),
+        # Monitoring reads whole windows of traces: these indexes carry what it aggregates, so it
+        # never reads a trace row and its payloads (migration 0004).
+        Index("ix_traces_start_measures", "start_time", *_TRACE_MEASURES, "name", "release", "environment",
+              "user_id", "session_id", "id"),
+        Index("ix_traces_name_start", "name", "start_time", *_TRACE_MEASURES, "user_id", "release", "environment",
+              "id"),
+        Index("ix_traces_user_start", "user_id", "start_time", *_TRACE_MEASURES, "name", "release", "environment",
+              "id"),
         Index("ix_traces_session_start", "session_id", "start_time"),
         Index("ix_traces_status_start", "status", "start_time"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
-    start_time: Mapped[datetime] = mapped_column(index=True)
+    start_time: Mapped[datetime]
     end_time: Mapped[datetime | None]
     duration_ms: Mapped[float | None] = mapped_column(Float, index=True)
     session_id: Mapped[str | None] = mapped_column(String(255))
@@ -108,8 +120,9 @@ class Span(Base):
     __table_args__ = (
         CheckConstraint(_one_of("kind", SPAN_KINDS), name="kind"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
-        Index("ix_spans_model_start", "model", "start_time"),
-        Index("ix_spans_kind_start", "kind", "start_time"),
+        # With the LLM measures and the trace id, monitoring reads spans from these indexes alone.
+        Index("ix_spans_model_start", "model", "start_time", "kind", *_SPAN_MEASURES),
+        Index("ix_spans_kind_start", "kind", "start_time", "model", *_SPAN_MEASURES),
     )
 
     # Keyed by trace first: trace ids start with the time, so inserts append to the index and a
@@ -164,7 +177,7 @@ class Score(Base):
     __table_args__ = (
         CheckConstraint(_one_of("source", SCORE_SOURCES), name="source"),
         Index("ix_scores_name_created", "name", "created_at"),
-        Index("ix_scores_trace_name", "trace_id", "name"),
+        Index("ix_scores_trace_name", "trace_id", "name", "source", "value"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
