@@ -323,6 +323,30 @@ def test_sqlite_reused_rowids_are_reindexed(sqlite_url: str) -> None:
     assert ids(list_traces(sqlite_url, EVERYTHING, search="apple")) == ["a"]
 
 
+def test_sqlite_search_in_a_wide_window(sqlite_url: str) -> None:
+    """Past 10,000 traces in the window the search reads the index first (few matches) or walks
+    the traces testing each (many): the same answers as in a narrow window."""
+    traces = []
+    for i in range(10_100):
+        trace = make_trace(f"t{i:05d}", 0, output=f"alpha {'beta' if i % 500 == 0 else ''} n{i}",
+                           cost_usd=(i * 7919 % 10_000) / 10_000)
+        trace["start_time"] += timedelta(seconds=i)
+        traces.append(trace)
+    insert_traces(sqlite_url, traces)
+    newest_first = [t["trace_id"] for t in reversed(traces)]
+    page = list_traces(sqlite_url, EVERYTHING, search="alpha", page=3, page_size=20)
+    assert (page.total, page.total_exact) == (1000, False)
+    assert ids(page) == newest_first[40:60]
+    rare = list_traces(sqlite_url, EVERYTHING, search="beta")
+    assert (rare.total, rare.total_exact) == (21, True)
+    assert ids(rare) == [t for t in newest_first if int(t[1:]) % 500 == 0]
+    cheapest = sorted(traces, key=lambda t: t["cost_usd"])
+    page = list_traces(sqlite_url, EVERYTHING, search="alpha", sort="cost_usd", descending=False, page_size=10)
+    assert ids(page) == [t["trace_id"] for t in cheapest[:10]]
+    narrow = TraceFilter(start=T0 + timedelta(seconds=100), end=T0 + timedelta(seconds=200))
+    assert ids(list_traces(sqlite_url, narrow, search="alpha", page_size=5)) == newest_first[-200:-195]
+
+
 def test_sqlite_without_the_index_searches_by_substring(sqlite_url: str) -> None:
     insert_traces(sqlite_url, search_traces())
     with get_engine(sqlite_url).begin() as conn:  # as a SQLite built without FTS5 migrates it

@@ -324,8 +324,8 @@ def list_traces(
         where = _hidden_from_planner(where, Span.__table__, keep=("trace_id",))
     if mode == "substring":
         where.append(_substring_condition(terms, sqlite))
-    query = _TraceQuery(_window(flt), where, _match(fts_query) if mode == "fts" and fts_query else None)
-    order = _order(sort, descending, sqlite)
+    query = _TraceQuery(_window(flt), where, _match(fts_query) if mode == "fts" and fts_query else None,
+                        _order(sort, descending, sqlite))
     offset = (page - 1) * page_size
     with read_session(url) as session:
 
@@ -333,18 +333,26 @@ def list_traces(
             return session.execute(select(func.count()).select_from(select_.limit(cap + 1).subquery())).scalar_one()
 
         found: list[str] | None = None
-        narrow = False
+        ordered: list[str] | None = None
         if mode == "substring":
             # Testing a trace is the expensive part: count by collecting the matching ids, and
             # when they are few, sort those instead of testing every trace a second time.
             found = list(session.scalars(query.select([_traces.c.id]).limit(limit + 1)))
             total = len(found)
         elif mode == "fts":
-            # In a narrow window, test its traces against the matches; in a wide one, count by
-            # reading the matches and looking their traces up (stopping at the limit).
             window = select(literal(1)).select_from(_traces).where(*query.window)
             narrow = count(window, _NARROW_WINDOW) <= _NARROW_WINDOW
-            total = count(query.select([literal(1)], fts="test" if narrow else "drive"), limit)
+            if narrow:
+                # Test the window's traces against the matches, once: they come back sorted, so
+                # the count and the page are read together.
+                want = max(limit, offset + page_size) + 1
+                ordered = list(session.scalars(
+                    query.select([_traces.c.id], fts="test").order_by(*query.order).limit(want)))
+                total = len(ordered)
+            else:
+                # Count by reading the matches, newest first, and looking their traces up (it
+                # stops at the limit; windows mostly end now).
+                total = count(query.select([literal(1)], fts="drive").order_by(_fts.c.rowid.desc()), limit)
         else:
             total = count(query.select([literal(1)]), limit)
         total_exact = total <= limit
@@ -352,29 +360,41 @@ def list_traces(
         if total == 0 and total_exact:
             return empty
 
-        if found is not None and total_exact and total <= _FEW_IDS:
-            page_query = select(_traces.c.id).where(_traces.c.id.in_(found))
+        if ordered is not None:
+            ids = ordered[offset:offset + page_size]
         else:
-            # Few search matches, all counted: read them and sort. Many: walk the traces.
-            fts = ("drive" if total_exact and not narrow else "test") if mode == "fts" else None
             # On SQLite, when many traces match, a sort other than by time reads best by walking
             # the sort's own index (or the table) and testing each row: hide the filter's columns
             # from the planner, which would otherwise find every matching row first and sort them.
-            walk = sqlite and sort != "start_time" and fts != "drive" and not (total_exact and total <= _FEW_ROWS)
-            page_query = query.select([_traces.c.id], fts=fts, walk=walk)
-        # PostgreSQL cannot tell how many traces a substring test keeps and guesses few: it would
-        # test them all and sort. When many match, walking an index in the sort's order and
-        # stopping at the page is far cheaper; turning explicit sorts off makes it choose that
-        # (where an index has that order: nulls last is its order ascending only).
-        steer = not sqlite and found is not None and not total_exact and (
-            sort in ("start_time", "status") or not descending)
-        if steer:
-            session.execute(text("SET LOCAL enable_sort = off"))
-        ids = list(session.scalars(page_query.order_by(*order).limit(page_size).offset(offset)))
-        if steer:
-            session.execute(text("SET LOCAL enable_sort = on"))
+            walk = sqlite and sort != "start_time" and not (total_exact and total <= _FEW_ROWS)
+            # PostgreSQL cannot tell how many traces a substring test keeps and guesses few: it
+            # would test them all and sort. When many match, walking an index in the sort's order
+            # and stopping at the page is far cheaper; turning explicit sorts off makes it choose
+            # that (where an index has that order: nulls last is its order ascending only).
+            steer = not sqlite and found is not None and not total_exact and (
+                sort in ("start_time", "status") or not descending)
+            ids = _page_ids(session, query, found, total_exact, walk, steer, page_size, offset)
         rows = _trace_rows(session, ids, sqlite)
     return TracePage(rows, total, total_exact, page, page_size, sort, descending, search, mode)
+
+
+def _page_ids(session: Any, query: _TraceQuery, found: list[str] | None, total_exact: bool, walk: bool,
+              steer: bool, page_size: int, offset: int) -> list[str]:
+    """The ids of one page. ``found``: the ids a substring search collected while counting."""
+    if found is not None and total_exact and len(found) <= _FEW_IDS:
+        page_query = select(_traces.c.id).where(_traces.c.id.in_(found))
+    elif query.matches is not None:
+        # All search matches counted (few): read them and sort. Many: walk the traces.
+        fts = "drive" if total_exact else "test"
+        page_query = query.select([_traces.c.id], fts=fts, walk=walk and fts == "test")
+    else:
+        page_query = query.select([_traces.c.id], walk=walk)
+    if steer:
+        session.execute(text("SET LOCAL enable_sort = off"))
+    ids = list(session.scalars(page_query.order_by(*query.order).limit(page_size).offset(offset)))
+    if steer:
+        session.execute(text("SET LOCAL enable_sort = on"))
+    return ids
 
 
 @dataclass(frozen=True)
@@ -384,6 +404,7 @@ class _TraceQuery:
     window: list[ColumnElement[bool]]
     where: list[ColumnElement[bool]]
     matches: ColumnElement[bool] | None  # the FTS5 MATCH, when searching the index
+    order: list[Any]
 
     def select(self, columns: Sequence[Any], fts: str | None = None, walk: bool = False) -> Select[Any]:
         """``fts="drive"`` reads the search matches and looks their traces up; ``fts="test"``
