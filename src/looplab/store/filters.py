@@ -110,7 +110,10 @@ class TraceFilter:
                 TraceTag.trace_id == Trace.id, TraceTag.tag.in_(self.tags))))
         for values, column in ((self.models, Span.model), (self.providers, Span.provider)):
             if values:
-                where.append(exists(select(Span.id).where(Span.trace_id == Trace.id, column.in_(values))))
+                # "column || ''" keeps SQLite from walking the model index (every span of that
+                # model, for each trace); the trace's own spans are found by the primary key.
+                where.append(exists(select(Span.id).where(Span.trace_id == Trace.id,
+                                                          column.concat("").in_(values))))
         return where
 
     def attribute_count(self) -> int:
