@@ -2,7 +2,8 @@
 #
 #   make test [PYTEST_ARGS="-k foo -x"]   run the test suite
 #   make demo                             seed the sample history into looplab-demo.db, open the app
-#   make bench                            tracing overhead benchmark
+#   make bench                            tracing overhead and writer benchmark
+#   make bench-monitoring                 Monitoring/Traces queries on 1,000,000 spans
 #   make clean                            remove .venv and caches
 #
 # PostgreSQL tests run when LOOPLAB_TEST_POSTGRES_URL is set; a throwaway server:
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test deps demo demo-deps bench clean
+.PHONY: test deps demo demo-deps bench bench-monitoring clean
 
 test: $(VENV)/.installed-test
 	$(VPY) -m pytest $(PYTEST_ARGS)
@@ -36,6 +37,9 @@ demo-deps: $(VENV)/.installed-demo
 
 bench: $(VENV)/.installed-test
 	$(VPY) -m bench.tracing
+
+bench-monitoring: $(VENV)/.installed-test
+	$(VPY) -m bench.monitoring
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
