@@ -195,3 +195,15 @@ def test_default_rules_are_created_once(db_url: str) -> None:
     assert attention.ensure_default_rules(db_url) == []
     assert [(r["name"], r["enabled"]) for r in attention.list_rules(db_url)][0] == (first["name"], False)
     assert len(attention.list_rules(db_url)) == len(attention.DEFAULT_RULES)
+
+
+@pytest.mark.parametrize("listed_from", [0.0, 2.0])  # always a list of ids; never (probes per trace)
+def test_score_rules_match_the_same_traces_as_a_list_or_as_probes(history: str, monkeypatch: pytest.MonkeyPatch,
+                                                                  listed_from: float) -> None:
+    monkeypatch.setattr(attention, "_LISTED", listed_from)
+    attention.create_rule(history, "thumbs", "negative_feedback", {"score_name": "thumbs"})
+    attention.create_rule(history, "low", "low_score", {"score_name": "correctness", "below": 0.5,
+                                                         "sources": ["human"]})
+    assert set(surfaced(history)) == {"thumbs-down", "human-low"}
+    assert attention.attention_count(history, DAY) == 2
+    assert attention.attention_count(history, TraceFilter(start=at(35), end=NOW)) == 1

@@ -399,8 +399,8 @@ def test_a_long_trace_is_found_by_a_span_that_starts_buckets_later(db_url: str) 
     assert [r["ttft_p50_ms"] for r in metrics.ttft_timeseries(db_url, named, bucket=HOUR)] == [None, 42.0, None]
 
 
-def test_a_middle_percentile_read_from_a_bracket_is_exact(db_url: str) -> None:
-    """Large windows read their median between two values found on a sample: still exact."""
+def test_percentiles_read_from_brackets_are_exact(db_url: str) -> None:
+    """Large windows read their percentiles between two values found on a sample: still exact."""
     from looplab.store.engine import read_session
     from looplab.store.models import Trace
 
@@ -413,5 +413,7 @@ def test_a_middle_percentile_read_from_a_bracket_is_exact(db_url: str) -> None:
     with read_session(db_url) as session:
         where = metrics.trace_conditions(flt)
         for p in (20, 50, 75):
-            assert metrics._bracketed(session, Trace.duration_ms, where, {}, len(durations), p) \
-                == nearest_rank(durations, p)
+            assert metrics._bracketed(session, Trace.duration_ms, where, {}, len(durations), (p, 95, 99)) \
+                == {p: nearest_rank(durations, p), 95: nearest_rank(durations, 95), 99: nearest_rank(durations, 99)}
+        assert metrics._bracketed(session, Trace.duration_ms, where[:1] + [Trace.start_time < start + timedelta(
+            seconds=1000)], {}, 1000, (50,)) == {}  # too small a sample: read the plain way

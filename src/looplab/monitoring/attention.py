@@ -22,7 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from looplab.errors import ConfigError, NotFound
-from looplab.monitoring.metrics import SOURCE_LABELS, _percentile_rows, _resolved, trace_conditions
+from looplab.monitoring.metrics import (
+    SOURCE_LABELS,
+    _not_a_driver,
+    _percentile_rows,
+    _resolved,
+    trace_conditions,
+    window_share,
+)
 from looplab.store.engine import read_session, write_session
 from looplab.store.filters import TraceFilter
 from looplab.store.models import ATTENTION_RULE_KINDS, SCORE_SOURCES, AttentionRule, Score, Span, Trace
@@ -50,6 +57,7 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     {"name": "Slowest 5%", "kind": "latency_p95", "params": {}, "enabled": False},
 )
 _MAX_REASONS_PER_RULE = 3
+_LISTED = 0.1  # from this share of the traces, score rules test a list of ids (see _score_test)
 
 
 # --- Checking rules -------------------------------------------------------------------------------
@@ -297,11 +305,17 @@ def _period_values(session: Session, rules: Sequence[_Rule], where: Sequence[Col
     return found
 
 
-def _score_test(params: Mapping[str, Any], bound: ColumnElement[bool]) -> ColumnElement[bool]:
-    tests = [Score.trace_id == Trace.id, Score.name == params["score_name"], bound]
+def _score_test(params: Mapping[str, Any], bound: ColumnElement[bool], listed: bool) -> ColumnElement[bool]:
+    """Traces with a matching score. For a large window (``listed``): ``id IN (the few traces such
+    scores name)``, a list built once per statement from a pass over the scores, where a
+    correlated ``EXISTS`` probes the scores index once per trace of the window (``+id`` on SQLite
+    so the window's index range stays the driver); for a small one the probes cost less."""
+    tests = [Score.name == params["score_name"], bound]
     if params["sources"]:
         tests.append(Score.source.in_(params["sources"]))
-    return select(Score.id).where(*tests).exists()
+    if listed:
+        return _not_a_driver(Trace.id).in_(select(Score.trace_id).where(Score.trace_id.is_not(None), *tests))
+    return select(Score.id).where(Score.trace_id == Trace.id, *tests).exists()
 
 
 def _cost_threshold(rule: _Rule, period: Mapping[tuple[str, int], float | None]) -> float | None:
@@ -311,7 +325,9 @@ def _cost_threshold(rule: _Rule, period: Mapping[tuple[str, int], float | None])
     return rule.params_json["factor"] * baseline
 
 
-def _rule_test(rule: _Rule, period: Mapping[tuple[str, int], float | None]) -> ColumnElement[bool]:
+def _rule_test(
+    rule: _Rule, period: Mapping[tuple[str, int], float | None], listed: bool = False
+) -> ColumnElement[bool]:
     params = rule.params_json or {}
     if rule.kind == "error":
         return or_(Trace.status == "error", Trace.error_count > 0)
@@ -321,9 +337,9 @@ def _rule_test(rule: _Rule, period: Mapping[tuple[str, int], float | None]) -> C
         p95 = period.get(("duration_ms", 95))
         return Trace.duration_ms > p95 if p95 is not None else literal(False)
     if rule.kind == "negative_feedback":
-        return _score_test(params, Score.value <= params["max_value"])
+        return _score_test(params, Score.value <= params["max_value"], listed)
     if rule.kind == "low_score":
-        return _score_test(params, Score.value < params["below"])
+        return _score_test(params, Score.value < params["below"], listed)
     threshold = _cost_threshold(rule, period)
     return Trace.cost_usd > threshold if threshold is not None else literal(False)
 
@@ -336,7 +352,8 @@ def _matching(session: Session, flt: TraceFilter) -> tuple[list[ColumnElement[bo
     flt = _resolved(session, flt)
     where = trace_conditions(flt)
     period = _period_values(session, rules, where)
-    return [*where, or_(*[_rule_test(rule, period) for rule in rules])], rules, period
+    listed = any(r.kind in ("negative_feedback", "low_score") for r in rules) and window_share(session, flt) >= _LISTED
+    return [*where, or_(*[_rule_test(rule, period, listed) for rule in rules])], rules, period
 
 
 def attention_count(url: str, flt: TraceFilter) -> int:

@@ -10,7 +10,7 @@ so each percentile is read as ``ORDER BY x LIMIT 1 OFFSET k`` over the bucket's 
 index range, ascending up to the median and descending above it: the database keeps a heap of
 ``k`` rows instead of sorting the window (5% of them for a p95). The counts that give ``k`` come
 first, from one aggregate per bucket over the same index range. A middle percentile of a large
-window (a month's median) is read from a bracket found on a sample (``_bracketed``), exact too.
+window (a month's median and p95) is read from brackets found on a sample (``_bracketed``), exact too.
 Buckets are ``UNION ALL`` terms, one per bucket, so no statement sorts or groups the window; the
 same SQL runs on SQLite and PostgreSQL. The indexes of migration 0004 carry every column these
 statements read, so they never touch a trace or span row and its payloads.
@@ -27,15 +27,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
+    Column,
     ColumnElement,
     Integer,
+    MetaData,
     Select,
+    String,
+    Table,
+    and_,
     bindparam,
     case,
     func,
@@ -199,11 +206,13 @@ def trace_conditions(flt: TraceFilter) -> list[ColumnElement[bool]]:
     return _trace_where(flt, flt.start or _EPOCH, flt.end or _FAR)
 
 
-def _llm_where(flt: TraceFilter, start: Any, end: Any, traces_from: Any = None) -> list[ColumnElement[bool]]:
+def _llm_where(flt: TraceFilter, start: Any, end: Any, traces_from: Any = None,
+               matched: bool = False) -> list[ColumnElement[bool]]:
     """LLM spans that started in ``[start, end)`` and match ``flt`` (see the module's docstring).
 
     The trace attributes select traces that started in ``[traces_from, end)``: ``traces_from`` is
-    the window's start, or later when a span's trace cannot have started earlier.
+    the window's start, or later when a span's trace cannot have started earlier. With
+    ``matched`` they are the ids ``_match_traces`` listed for the whole window instead.
     """
     where: list[ColumnElement[bool]] = [Span.kind == LLM, Span.start_time >= start, Span.start_time < end]
     if flt.models:
@@ -211,10 +220,41 @@ def _llm_where(flt: TraceFilter, start: Any, end: Any, traces_from: Any = None) 
     if flt.providers:
         where.append(Span.provider.in_(flt.providers))
     rest = replace(_attributes(flt), models=(), providers=())
-    if rest.attribute_count():
+    if matched:
+        where.append(_not_a_driver(Span.trace_id).in_(select(_MATCHED.c.id)))
+    elif rest.attribute_count():
         where.append(_not_a_driver(Span.trace_id).in_(select(Trace.id).where(
             Trace.start_time >= traces_from, Trace.start_time < end, *rest.conditions())))
     return where
+
+
+# The traces a span query's trace attributes select, listed once per query (SQLite): an ``IN``
+# subquery repeated in each term of a statement (each bucket, each model, each percentile) is
+# built again by each term (a month filtered by name: 70,000 ids, 15 times for a model
+# breakdown); ``IN (SELECT id FROM temp table)`` probes the temporary table's key instead.
+# PostgreSQL plans those subqueries as hash joins, and refuses to create tables in a read-only
+# transaction: it keeps the subqueries.
+_MATCHED = Table("looplab_matched_traces", MetaData(), Column("id", String(64), primary_key=True),
+                 prefixes=["TEMPORARY"])
+
+
+@contextmanager
+def _match_traces(session: Session, flt: TraceFilter) -> Iterator[bool]:
+    """Lists the ids of the traces ``flt``'s trace attributes select in its (resolved) window in
+    ``_MATCHED``; yields whether it did (SQLite, with such attributes) and empties it after."""
+    assert flt.start is not None and flt.end is not None
+    rest = replace(_attributes(flt), models=(), providers=())
+    if session.get_bind().dialect.name != "sqlite" or not rest.attribute_count():
+        yield False
+        return
+    _MATCHED.create(session.connection(), checkfirst=True)
+    session.execute(_MATCHED.delete())
+    session.execute(_MATCHED.insert().from_select(["id"], select(Trace.id).where(
+        Trace.start_time >= flt.start, Trace.start_time < flt.end, *rest.conditions())))
+    try:
+        yield True
+    finally:
+        session.execute(_MATCHED.delete())
 
 
 def llm_span_conditions(flt: TraceFilter, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
@@ -226,6 +266,39 @@ def _longest_trace(session: Session) -> timedelta:
     """How long the longest trace lasted, plus a second (one seek on the duration index)."""
     longest = session.scalar(select(func.max(Trace.duration_ms)))
     return timedelta(milliseconds=float(longest or 0)) + timedelta(seconds=1)
+
+
+_MOST = 0.4  # from this share of the traces, reading them all in user order beats sorting the window's
+
+
+def window_share(session: Session, flt: TraceFilter) -> float:
+    """The share of the stored traces ``flt``'s (resolved) window holds, estimated from its part
+    of the time between the first and the last trace (two index seeks); 1 when they are one moment."""
+    assert flt.start is not None and flt.end is not None
+    # Two scalar subqueries: SQLite answers a lone min() or max() with one seek, not both at once.
+    first, last = session.execute(select(select(func.min(Trace.start_time)).scalar_subquery(),
+                                         select(func.max(Trace.start_time)).scalar_subquery())).one()
+    if first is None or last is None or last <= first:
+        return 1.0
+    return max(0.0, (min(flt.end, last) - max(flt.start, first)) / (last - first))
+
+
+def _by_user_index(session: Session, flt: TraceFilter) -> bool:
+    """Whether grouping ``flt``'s traces by user should read the whole user index in order (SQLite).
+
+    Grouping the window's traces by user sorts them (0.5 µs a trace); walking the index that
+    leads with the user reads every trace of the table in user order without sorting (0.2 µs).
+    The second wins when the window holds most of the traces (a month here).
+    """
+    if session.get_bind().dialect.name != "sqlite" or flt.attribute_count():
+        return False
+    return window_share(session, flt) >= _MOST
+
+
+def _in_user_order(flt: TraceFilter) -> list[ColumnElement[bool]]:
+    """``flt``'s window, written so no index can answer it: the planner then reads the traces from
+    the index that gives the ``GROUP BY user_id`` its order (``ix_traces_user_start``, covering)."""
+    return [_not_a_driver(Trace.start_time) >= flt.start, _not_a_driver(Trace.start_time) < flt.end]
 
 
 # --- Percentiles and unions of per-bucket terms ----------------------------------------------------
@@ -260,52 +333,107 @@ def _key(i: int) -> Any:
     return literal(i, Integer).label("k")
 
 
-_BRACKET_MIN = 20_000  # from this many values a middle percentile is read from a bracket
+_BRACKET_MIN = 20_000  # from this many values a group's percentiles are read from brackets
 
 
-def _middle(p: int, n: int) -> bool:
-    """Whether the p-th percentile of n values is cheaper to read from a bracket than from a heap."""
-    return n >= _BRACKET_MIN and 10 < p < 90
+class _Sampled(ColumnElement[bool]):
+    """True for about one row in 16 of ``table``: ``rowid % 16 = 0`` on SQLite (read from any index
+    entry, as cheap as a test gets), the trace id ending in "0" elsewhere (ids are hex)."""
+
+    inherit_cache = True
+    _traverse_internals = [("ids", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, ids: Any) -> None:
+        self.ids = ids
+        self.type = Boolean()
+
+
+@compiles(_Sampled)
+def _compile_sampled(element: _Sampled, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.ids.like("%0"), **kw)
+
+
+@compiles(_Sampled, "sqlite")
+def _compile_sampled_sqlite(element: _Sampled, compiler: Any, **kw: Any) -> str:
+    return f"({element.ids.table.name}.rowid % 16 = 0)"
+
+
+def _sample(session: Session, value: Any, where: Sequence[Any], params: Mapping[str, Any]) -> list[Any]:
+    """The non-null values of ``value`` on the sampled rows (``_Sampled``), in order."""
+    return sorted(session.scalars(select(value).where(*where, (value + 0).is_not(None), _Sampled(
+        Trace.id if value.class_ is Trace else Span.trace_id)), dict(params)).all())
+
+
+def _brackets(sample: Sequence[Any], percentiles: Sequence[int]) -> dict[int, tuple[Any, Any]]:
+    """{p: (low, high)}: two values of ``sample`` four standard errors around each percentile (None:
+    no bound on that side); empty when the sample is too small to tell."""
+    size = len(sample)
+    if size < 100:
+        return {}
+    bounds: dict[int, tuple[Any, Any]] = {}
+    for p in percentiles:
+        spread = 4 * (p * (100 - p)) ** 0.5 / 100 / size ** 0.5  # four standard errors, as a fraction
+        low_index = int(max(0.0, p / 100 - spread) * size)
+        high_index = int(min(1.0, p / 100 + spread) * size) + 1
+        bounds[p] = (sample[low_index] if low_index > 0 else None, sample[high_index] if high_index < size else None)
+    return bounds
+
+
+def _bracket_counts(value: Any, bounds: Mapping[int, tuple[Any, Any]]) -> list[Any]:
+    """Aggregates counting, for each bracket, the values below it and up to its end (None: all)."""
+    key = value + 0
+    sums: list[Any] = []
+    for low, high in bounds.values():
+        sums.append(func.coalesce(func.sum(case((key < low, 1), else_=0)), 0) if low is not None else literal(0))
+        sums.append(func.coalesce(func.sum(case((key <= high, 1), else_=0)), 0) if high is not None
+                    else literal(None))
+    return sums
+
+
+def _inside(value: Any, bounds: Mapping[int, tuple[Any, Any]]) -> ColumnElement[bool]:
+    key = value + 0
+    ranges = []
+    for low, high in bounds.values():
+        tests = [t for t in (key >= low if low is not None else None, key <= high if high is not None else None)
+                 if t is not None]
+        ranges.append(and_(*tests) if tests else literal(True))
+    return or_(*ranges)
+
+
+def _pick(bounds: Mapping[int, tuple[Any, Any]], counts: Sequence[Any], inside: Sequence[Any],
+          n: int) -> dict[int, float | None]:
+    """The percentiles whose rank falls inside their bracket, read from the values inside."""
+    found: dict[int, float | None] = {}
+    for j, (p, (low, high)) in enumerate(bounds.items()):
+        below, rank = int(counts[2 * j]), _rank(p, n)
+        upto = n if counts[2 * j + 1] is None else int(counts[2 * j + 1])
+        if below < rank <= upto:
+            between = sorted(v for v in inside if (low is None or v >= low) and (high is None or v <= high))
+            if rank - below - 1 < len(between):
+                found[p] = _float(between[rank - below - 1])
+    return found
 
 
 def _bracketed(session: Session, value: Any, where: Sequence[Any], params: Mapping[str, Any], n: int,
-               p: int) -> float | None | bool:
-    """The p-th percentile of a large group, read between two values found on a sample, or False.
+               percentiles: Sequence[int]) -> dict[int, float | None]:
+    """Percentiles of a large group, each read between two values found on a sample: {p: value}.
 
-    The heap behind ``ORDER BY .. LIMIT 1 OFFSET k`` grows with k: SQLite's costs 1.3 µs a row
-    for the median of 200,000 values. Here: the traces whose id ends in "0" (one in 16 of hex
-    ids) give two values safely around the percentile; one pass counts the values below and
-    inside that bracket; when the wanted rank falls inside (it nearly always does; otherwise
-    False is returned and the caller reads it the plain way), only the bracket is ordered. Four
-    passes over an index range instead of one heap of n/2 rows: exact, and three times faster.
+    The heap behind ``ORDER BY .. LIMIT 1 OFFSET k`` grows with k (SQLite's costs 1.3 µs a row
+    for the median of 200,000 values) and each percentile is one more pass. Here, three passes
+    whatever the percentiles: a sample (one row in 16, ``_Sampled``) ordered here gives two
+    values safely around each percentile (four standard errors); one aggregate counts the values
+    below and up to each bracket; the values inside the brackets (a few percent of the group) are
+    read and ordered here. When the wanted rank falls inside its bracket (it nearly always does)
+    the value is exact; a percentile it does not is left out, for the caller to read the plain way.
     """
+    bounds = _brackets(_sample(session, value, where, params), percentiles)
+    if not bounds:
+        return {}
     key = value + 0
-    sample_ids = Trace.id if value.class_ is Trace else Span.trace_id
-    sampled = [*where, key.is_not(None), sample_ids.like("%0")]
-    expected = max(1, n // 16)
-    spread = 4 * (p * (100 - p)) ** 0.5 / 100 / expected ** 0.5  # four standard errors, as a fraction
-    low_rank = int(max(0.0, p / 100 - spread) * expected)
-    high_rank = int(min(1.0, p / 100 + spread) * expected) + 1
-
-    def nth(offset: int) -> Any:
-        return select(value).where(*sampled).order_by(key.asc()).limit(1).offset(offset).scalar_subquery()
-
-    low, high = session.execute(select(nth(low_rank) if low_rank > 0 else literal(None), nth(high_rank)),
-                                dict(params)).one()
-    inside = [*where, key.is_not(None)]
-    below = func.coalesce(func.sum(case((key < low, 1), else_=0)), 0) if low is not None else literal(0)
-    upto = func.coalesce(func.sum(case((key <= high, 1), else_=0)), 0) if high is not None else literal(n)
-    if low is not None:
-        inside.append(key >= low)
-    if high is not None:
-        inside.append(key <= high)
-    count_below, count_upto = session.execute(select(below, upto).where(*where, key.is_not(None)), dict(params)).one()
-    rank = _rank(p, n)
-    if not int(count_below) < rank <= int(count_upto):
-        return False
-    found = session.scalar(select(value).where(*inside).order_by(key.asc()).limit(1)
-                           .offset(rank - int(count_below) - 1), dict(params))
-    return _float(found)
+    counts = session.execute(select(*_bracket_counts(value, bounds)).where(*where, key.is_not(None)),
+                             dict(params)).one()
+    inside = session.scalars(select(value).where(*where, key.is_not(None), _inside(value, bounds)), dict(params)).all()
+    return _pick(bounds, counts, inside, n)
 
 
 def _statements(terms: Sequence[Select[Any]]) -> list[Any]:
@@ -355,12 +483,11 @@ def _percentile_rows(
     result: dict[int, dict[int, float | None]] = {key: dict.fromkeys(percentiles) for key, _, _ in groups}
     plain: dict[int, list[int]] = {}
     for key, where, n in groups:
-        for p in percentiles:
-            found = _bracketed(session, value, where, {}, n, p) if _middle(p, n) else False
-            if found is False:
-                plain.setdefault(key, []).append(p)
-            else:
-                result[key][p] = found  # type: ignore[assignment]
+        middle = [p for p in percentiles if 10 < p < 90]  # a p95 of a group: its heap is small enough
+        bracketed = _bracketed(session, value, where, {}, n, middle) if middle and n >= _BRACKET_MIN else {}
+        result[key].update(bracketed)
+        plain[key] = [p for p in percentiles if p not in bracketed]
+    plain = {key: wanted for key, wanted in plain.items() if wanted}
     by_key = {key: (where, n) for key, where, n in groups}
     terms = [
         select(_key(key), *[_nth_value(value, by_key[key][0], p, _offset(p, by_key[key][1])) for p in wanted],
@@ -392,6 +519,7 @@ class _Buckets:
 
     def __init__(self, session: Session, flt: TraceFilter, ranges: Sequence[tuple[datetime, datetime, datetime]]):
         self.flt, self.ranges, self.attributes = flt, ranges, _attributes(flt)
+        self.matched = False  # whether llm_spans reads the ids _match_traces listed
         self.params: dict[str, Any] = {}
         longest = _longest_trace(session) if flt.attribute_count() else timedelta(0)
         assert flt.start is not None
@@ -403,21 +531,17 @@ class _Buckets:
         return _trace_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"su{i}"))
 
     def llm_spans(self, i: int) -> list[ColumnElement[bool]]:
-        return _llm_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"tf{i}"))
+        return _llm_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"tf{i}"), self.matched)
 
     def key(self, name: str, *more: Hashable) -> Hashable:
-        return (name, len(self.ranges), self.attributes, *more)
+        return (name, len(self.ranges), self.attributes, self.matched, *more)
 
     def percentiles(self, session: Session, name: str, value: Any, where: Callable[[int], Sequence[Any]],
                     counts: Sequence[int], percentiles: Sequence[int]) -> list[dict[int, float | None]]:
         """Per bucket {p: percentile of ``value``}, given each bucket's count of non-null values."""
         bracketed: dict[int, float | None] = {}
-        if len(self.ranges) == 1:  # one large window (a summary): middle percentiles from a bracket
-            for p in percentiles:
-                found = _bracketed(session, value, where(0), self.params, counts[0], p) \
-                    if _middle(p, counts[0]) else False
-                if found is not False:
-                    bracketed[p] = found  # type: ignore[assignment]
+        if len(self.ranges) == 1 and counts[0] >= _BRACKET_MIN:  # one large window (a summary): brackets
+            bracketed = _bracketed(session, value, where(0), self.params, counts[0], percentiles)
             if len(bracketed) == len(percentiles):
                 return [bracketed]
             percentiles = [p for p in percentiles if p not in bracketed]
@@ -489,13 +613,14 @@ def ttft_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None)
     """
     with read_session(url) as session:
         buckets = _buckets(session, flt, bucket)
-        statements = _cached(buckets.key("llm counts"), lambda: [
-            select(_key(i), func.count(), func.count(Span.ttft_ms)).where(*buckets.llm_spans(i))
-            for i in range(len(buckets.ranges))
-        ])
-        counts = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
-        ttft = buckets.percentiles(session, "ttft", Span.ttft_ms, buckets.llm_spans,
-                                   [_int(counts[i][1]) for i in range(len(buckets.ranges))], TTFT_PERCENTILES)
+        with _match_traces(session, buckets.flt) as buckets.matched:
+            statements = _cached(buckets.key("llm counts"), lambda: [
+                select(_key(i), func.count(), func.count(Span.ttft_ms)).where(*buckets.llm_spans(i))
+                for i in range(len(buckets.ranges))
+            ])
+            counts = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
+            ttft = buckets.percentiles(session, "ttft", Span.ttft_ms, buckets.llm_spans,
+                                       [_int(counts[i][1]) for i in range(len(buckets.ranges))], TTFT_PERCENTILES)
     return [
         {"bucket": start, "llm_calls": _int(counts[i][0]),
          **{f"ttft_p{p}_ms": ttft[i][p] for p in TTFT_PERCENTILES}}
@@ -644,12 +769,13 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
     """
     if by not in BREAKDOWNS:
         raise ConfigError(f"Cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}.")
-    with read_session(url) as session:
+    with read_session(url) as session, ExitStack() as stack:
         flt = _resolved(session, flt)
         assert flt.start is not None and flt.end is not None
         if by == "model":
             column: Any = Span.model
-            where = llm_span_conditions(flt, flt.start, flt.end)
+            matched = stack.enter_context(_match_traces(session, flt))
+            where = _llm_where(flt, flt.start, flt.end, flt.start, matched)
             value, status = Span.duration_ms, Span.status
             tokens = (Span.input_tokens, Span.output_tokens, Span.cost_usd)
         else:
@@ -671,8 +797,9 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
                             key=lambda g: (-g[1], g[0] is None, g[0] or ""))[:limit]
         else:
             volume = totals[0].label("volume")
+            grouped_where = _in_user_order(flt) if by == "user" and _by_user_index(session, flt) else where
             groups = session.execute(
-                select(column, volume, *totals[1:]).where(*where).group_by(column)
+                select(column, volume, *totals[1:]).where(*grouped_where).group_by(column)
                 .order_by(volume.desc(), column.asc().nulls_last()).limit(limit)
             ).all()
         keys = [g[0] for g in groups]
@@ -755,10 +882,12 @@ def filter_options(url: str, flt: TraceFilter) -> dict[str, list[str]]:
         tags = _distinct_by_skipping(session, TraceTag.tag)
         combos = session.execute(select(Trace.release, Trace.environment, Trace.status).where(*window).distinct()).all()
         busiest: dict[str, list[str]] = {}
+        by_user_index = _by_user_index(session, flt)
         for key, column in (("user_ids", Trace.user_id), ("session_ids", Trace.session_id)):
             volume = func.count().label("volume")
             busiest[key] = list(session.scalars(
-                select(column).where(*window, column.is_not(None)).group_by(column)
+                select(column).where(*(_in_user_order(flt) if column is Trace.user_id and by_user_index else window),
+                                     column.is_not(None)).group_by(column)
                 .order_by(volume.desc(), column).limit(OPTIONS_LIMIT)
             ))
     return {
