@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import sys
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -25,7 +24,10 @@ from sqlalchemy.exc import ArgumentError
 from typer.core import TyperGroup
 
 from looplab import __version__
+from looplab.annotation.users_cli import users_app
+from looplab.cli_options import DbOption, progress_bar
 from looplab.config import DEFAULT_DATABASE_URL
+from looplab.datasets.cli import dataset_app
 from looplab.demo import seed
 from looplab.errors import ConfigError, LooplabError
 from looplab.store.engine import get_engine, upgrade
@@ -67,16 +69,9 @@ db_app = typer.Typer(help="Manage the database: create it and migrate its schema
 export_app = typer.Typer(help="Export recorded data as JSONL or CSV.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(users_app, name="users")
 
-# Options shared by commands that open the database.
-DbOption = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        envvar="LOOPLAB_DATABASE_URL",
-        help="Database URL (SQLAlchemy), e.g. sqlite:///looplab.db or postgresql+psycopg://user@host/db.",
-    ),
-]
 
 
 def _version(value: bool) -> None:
@@ -143,7 +138,7 @@ def ui_command(
 @app.command("seed")
 def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Load the sample data: 14 days of a support assistant's traces and scores, ending now."""
-    with _progress_bar("Seeding the sample data") as progress:
+    with progress_bar("Seeding the sample data") as progress:
         result = seed(db, progress=progress)
     where = _display_url(db)
     if result.nothing_added:
@@ -160,26 +155,6 @@ def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     if result.score_configs_added:
         count = len(result.score_configs_added)
         typer.echo(f"  {count} score config{'' if count == 1 else 's'}: {', '.join(result.score_configs_added)}")
-
-
-@contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a bar on stderr, opened once the total is known."""
-    bar: Any = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            if total == 0:
-                return
-            bar = typer.progressbar(length=total, label=label, file=sys.stderr).__enter__()
-        bar.update(done - bar.pos)
-
-    try:
-        yield update
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
 
 
 # --- looplab export -------------------------------------------------------------------------------

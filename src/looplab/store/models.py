@@ -41,6 +41,7 @@ SCORE_SOURCES = ("human", "llm_judge", "code", "user_feedback")
 SCORE_DATA_TYPES = ("numeric", "categorical", "boolean", "text")
 ROLES = ("admin", "engineer", "annotator")
 QUEUE_ITEM_STATUSES = ("pending", "leased", "done", "skipped")
+ANNOTATION_KINDS = ("label", "skip", "adjudication")
 EXPERIMENT_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 EVALUATOR_KINDS = ("code", "llm_judge")
 ATTENTION_RULE_KINDS = ("error", "latency_above", "latency_p95", "negative_feedback", "low_score", "cost_outlier")
@@ -290,8 +291,62 @@ class QueueItem(Base):
     lease_expires_at: Mapped[datetime | None]
     annotations_done: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Items are offered by (position, id); "come back later" moves an item behind the others.
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class Annotation(Base):
+    """One person's work on one queue item: a label (scores, comment, corrected output), a skip,
+    or an admin's adjudication of disagreeing labels (the value used downstream).
+
+    ``values_json`` maps score config names to the values given; the same values are also written
+    as ``scores`` rows (source ``human``) so Monitoring and the trace detail see them.
+    """
+
+    __tablename__ = "annotations"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ANNOTATION_KINDS), name="kind"),
+        UniqueConstraint("queue_item_id", "author", "kind"),
+        Index("ix_annotations_queue_author", "queue_id", "author", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id", ondelete="CASCADE"))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("annotation_queues.id", ondelete="CASCADE"))
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    author: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    values_json: Mapped[dict[str, Any] | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+    corrected_output_json: Mapped[Any | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime]
+
+
+class QueueRule(Base):
+    """A saved rule that fills a queue: traces matching a filter, sampled at a rate, optionally
+    stratified by a field so every value of it is represented.
+
+    The rule walks traces in (start_time, id) order from ``cursor_*``, a few minutes behind now so
+    traces still being written are not passed over; ``strata_json`` keeps
+    per stratum how many traces were seen and taken, so sampling continues exactly where it stopped.
+    """
+
+    __tablename__ = "queue_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("annotation_queues.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    filter_json: Mapped[dict[str, Any]]
+    sample_rate: Mapped[float] = mapped_column(Float)
+    stratify_by: Mapped[str | None] = mapped_column(String(32))
+    strata_json: Mapped[dict[str, Any] | None]
+    cursor_start_time: Mapped[datetime | None]
+    cursor_trace_id: Mapped[str | None] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None]
 
 
 class Dataset(Base):
