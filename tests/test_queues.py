@@ -1,0 +1,299 @@
+"""Annotation queues: items get in once, leases hand each item to one annotator at a time (threads
+and processes included), expired leases return items, skip and come-back-later, and rules that
+backfill and keep sampling."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+
+from looplab.annotation import queues, rules
+from looplab.errors import ConfigError, NotFound
+from looplab.store.engine import read_session, write_session
+from looplab.store.filters import TraceFilter
+from looplab.store.ingest import insert_traces
+from looplab.store.models import Annotation, QueueItem, ScoreConfig
+from tests.test_monitoring import trace
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def add_configs(url: str) -> None:
+    with write_session(url) as session:
+        session.execute(insert(ScoreConfig), [
+            {"name": "correctness", "data_type": "categorical", "created_at": NOW,
+             "categories_json": [{"label": "correct", "value": 1}, {"label": "incorrect", "value": 0}]},
+            {"name": "helpfulness", "data_type": "numeric", "min_value": 0, "max_value": 1, "step": 0.1,
+             "created_at": NOW},
+        ])
+
+
+def history(url: str, count: int, *, start: datetime = NOW - timedelta(hours=5), names: list[str] | None = None) -> list[str]:
+    """``count`` traces a minute apart, oldest first; returns their ids."""
+    ids = [f"t{i:04d}" for i in range(count)]
+    insert_traces(url, [trace(t, start + timedelta(minutes=i), 1000, name=(names or ["support-chat"])[i % len(names or [1])])
+                        for i, t in enumerate(ids)])
+    return ids
+
+
+@pytest.fixture
+def queue(db_url: str) -> queues.QueueView:
+    add_configs(db_url)
+    history(db_url, 6)
+    return queues.create_queue(db_url, "Triage", score_configs=["correctness"], instructions="Is it right?")
+
+
+def done_by_comment(url: str, lease: queues.Lease, user: str) -> None:
+    queues.submit_label(url, lease.item_id, user, {}, comment=f"seen by {user}")
+
+
+# --- queues and items -------------------------------------------------------------------------------
+
+
+def test_a_queue_needs_a_free_name_and_existing_configs(db_url: str) -> None:
+    add_configs(db_url)
+    made = queues.create_queue(db_url, "  Triage ", score_configs=["correctness", "helpfulness"])
+    assert (made.name, made.score_configs, made.annotations_per_item) == ("Triage", ("correctness", "helpfulness"), 1)
+    with pytest.raises(ConfigError, match="exists already"):
+        queues.create_queue(db_url, "Triage", score_configs=["correctness"])
+    with pytest.raises(ConfigError, match="No score config named 'tone'"):
+        queues.create_queue(db_url, "Tone", score_configs=["tone"])
+    with pytest.raises(ConfigError, match="at least one score config"):
+        queues.create_queue(db_url, "Empty", score_configs=[])
+    with pytest.raises(ConfigError, match="between 1"):
+        queues.create_queue(db_url, "Zero", score_configs=["correctness"], annotations_per_item=0)
+    with pytest.raises(ConfigError, match="No active user 'ana'"):
+        queues.create_queue(db_url, "Assigned", score_configs=["correctness"], assignees=["ana"])
+    assert [q.name for q in queues.list_queues(db_url)] == ["Triage"]  # the failed ones left nothing behind
+
+
+def test_the_same_trace_never_lands_twice(db_url: str, queue: queues.QueueView) -> None:
+    first = queues.add_traces(db_url, queue.id, ["t0000", "t0001", "t0001"])
+    again = queues.add_traces(db_url, queue.id, ["t0001", "t0002", "nope"])
+    assert (first.added, first.already_queued) == (2, 0)
+    assert (again.added, again.already_queued, again.not_found) == (1, 1, ("nope",))
+    assert "Added 1 trace to Triage. 1 was already in it. 1 not found: nope." == again.message("Triage")
+    assert queues.get_queue(db_url, queue.id).items == 3
+
+
+def test_a_bulk_selection_follows_the_filter(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 9, names=["support-chat", "refund", "refund"])
+    queue = queues.create_queue(db_url, "Refunds", score_configs=["correctness"])
+    flt = TraceFilter.last("24h", NOW, names=["refund"])
+    result = queues.add_filtered(db_url, queue.id, flt, reason="refund review")
+    assert result.added == 6
+    items, total = queues.list_items(db_url, queue.id, now=NOW)
+    assert total == 6 and {i.reason for i in items} == {"refund review"}
+    with pytest.raises(ConfigError, match="selects 9 traces, more than 5"):
+        queues.add_filtered(db_url, queue.id, TraceFilter.last("24h", NOW), limit=5)
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def test_two_annotators_get_different_items_and_keep_their_own(db_url: str, queue: queues.QueueView) -> None:
+    queues.add_traces(db_url, queue.id, ["t0000", "t0001", "t0002"])
+    ana = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    ben = queues.next_item(db_url, queue.id, "ben", now=NOW)
+    assert ana and ben and (ana.trace_id, ben.trace_id) == ("t0000", "t0001")
+    assert queues.next_item(db_url, queue.id, "ana", now=NOW + timedelta(minutes=1)).item_id == ana.item_id
+    assert ana.expires_at == NOW + timedelta(minutes=queues.DEFAULT_LEASE_MINUTES)
+    assert queues.progress(db_url, queue.id, "cy", now=NOW).leased == 2
+
+
+def test_an_expired_lease_returns_the_item_to_the_pool(db_url: str, queue: queues.QueueView) -> None:
+    queues.add_traces(db_url, queue.id, ["t0000"])
+    ana = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    assert queues.next_item(db_url, queue.id, "ben", now=NOW + timedelta(minutes=14)) is None
+    later = NOW + timedelta(minutes=15, seconds=1)
+    assert queues.get_lease(db_url, ana.item_id, "ana", now=later) is None
+    ben = queues.next_item(db_url, queue.id, "ben", now=later)
+    assert ben is not None and ben.item_id == ana.item_id
+    # Ana's label, sent late, is still kept: work is never thrown away.
+    queues.submit_label(db_url, ana.item_id, "ana", {}, comment="late but right", now=later)
+    assert queues.progress(db_url, queue.id, "ana", now=later).done == 1
+
+
+def test_skip_is_per_person_and_later_moves_the_item_behind(db_url: str, queue: queues.QueueView) -> None:
+    queues.add_traces(db_url, queue.id, ["t0000", "t0001", "t0002"])
+    first = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    queues.skip_item(db_url, first.item_id, "ana", now=NOW)
+    assert queues.next_item(db_url, queue.id, "ana", now=NOW).trace_id == "t0001"
+    assert queues.next_item(db_url, queue.id, "ben", now=NOW).trace_id == "t0000"  # others still get it
+    queues.come_back_later(db_url, queues.next_item(db_url, queue.id, "ana", now=NOW).item_id, "ana")
+    assert queues.next_item(db_url, queue.id, "ana", now=NOW).trace_id == "t0002"
+    queues.come_back_later(db_url, queues.next_item(db_url, queue.id, "ana", now=NOW).item_id, "ana")
+    assert queues.next_item(db_url, queue.id, "ana", now=NOW).trace_id == "t0001"
+
+
+def test_several_labels_per_item_come_from_different_people(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 2)
+    queue = queues.create_queue(db_url, "Agreement", score_configs=["correctness"], annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, ["t0000", "t0001"])
+    labelled: dict[str, list[str]] = {"ana": [], "ben": []}
+    for user in ("ana", "ana", "ben", "ben"):
+        lease = queues.next_item(db_url, queue.id, user, now=NOW)
+        labelled[user].append(lease.trace_id)
+        done_by_comment(db_url, lease, user)
+    assert labelled == {"ana": ["t0000", "t0001"], "ben": ["t0000", "t0001"]}
+    assert queues.next_item(db_url, queue.id, "ana", now=NOW) is None
+    assert queues.next_item(db_url, queue.id, "cy", now=NOW) is None  # both items have their two labels
+    state = queues.progress(db_url, queue.id, "ana", now=NOW)
+    assert (state.items, state.done, state.mine_total, state.labels_by_author) == (2, 2, 2, {"ana": 2, "ben": 2})
+    with pytest.raises(ConfigError, match="already labelled"):
+        queues.submit_label(db_url, lease.item_id, "ben", {}, comment="twice")
+
+
+def test_an_empty_label_is_refused_and_stores_nothing(db_url: str, queue: queues.QueueView) -> None:
+    queues.add_traces(db_url, queue.id, ["t0000"])
+    lease = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    with pytest.raises(ConfigError, match="Nothing to submit"):
+        queues.submit_label(db_url, lease.item_id, "ana", {"correctness": None}, comment="  ")
+    with pytest.raises(ConfigError, match="does not score tone"):
+        queues.submit_label(db_url, lease.item_id, "ana", {"tone": "friendly"})
+    with read_session(db_url) as session:
+        assert session.scalars(select(Annotation)).all() == []
+    assert queues.get_lease(db_url, lease.item_id, "ana", now=NOW) is not None
+
+
+def _lease_until_empty(url: str, queue_id: int, user: str, out: list[str]) -> None:
+    while (lease := queues.next_item(url, queue_id, user)) is not None:
+        out.append(lease.trace_id)
+        queues.submit_label(url, lease.item_id, user, {}, comment="ok")
+
+
+def test_threads_never_get_the_same_item(db_url: str) -> None:
+    add_configs(db_url)
+    ids = history(db_url, 60)
+    queue = queues.create_queue(db_url, "Busy", score_configs=["correctness"])
+    queues.add_traces(db_url, queue.id, ids)
+    got: list[list[str]] = [[] for _ in range(6)]
+    threads = [threading.Thread(target=_lease_until_empty, args=(db_url, queue.id, f"user{i}", got[i]))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    every = [t for mine in got for t in mine]
+    assert sorted(every) == ids  # each item exactly once
+    assert sum(1 for mine in got if mine) >= 2  # the work really was shared
+
+
+def _worker(url: str, queue_id: int, user: str, results: multiprocessing.Queue) -> None:
+    from looplab.store.engine import dispose_engines  # noqa: PLC0415 (fresh process)
+
+    out: list[str] = []
+    try:
+        _lease_until_empty(url, queue_id, user, out)
+    finally:
+        dispose_engines()
+        results.put((user, out))
+
+
+def test_two_processes_never_get_the_same_item(db_url: str) -> None:
+    add_configs(db_url)
+    ids = history(db_url, 80)
+    queue = queues.create_queue(db_url, "Processes", score_configs=["correctness"])
+    queues.add_traces(db_url, queue.id, ids)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_worker, args=(db_url, queue.id, f"proc{i}", results)) for i in range(2)]
+    for w in workers:
+        w.start()
+    got = dict(results.get(timeout=180) for _ in workers)
+    for w in workers:
+        w.join(timeout=30)
+    assert sorted(got["proc0"] + got["proc1"]) == ids
+
+
+def test_an_annotator_sees_only_queues_open_to_them(db_url: str) -> None:
+    from looplab.annotation.users import Viewer, add_user  # noqa: PLC0415
+
+    add_configs(db_url)
+    add_user(db_url, "ana", "a long passphrase", "annotator")
+    add_user(db_url, "ben", "another passphrase", "annotator")
+    queues.create_queue(db_url, "Open", score_configs=["correctness"])
+    mine = queues.create_queue(db_url, "Ana's", score_configs=["correctness"], assignees=["ana"])
+    ana, ben = Viewer("ana", "Ana", "annotator"), Viewer("ben", "Ben", "annotator")
+    assert [q.name for q in queues.list_queues(db_url, ana)] == ["Ana's", "Open"]
+    assert [q.name for q in queues.list_queues(db_url, ben)] == ["Open"]
+    assert not queues.can_work_on(db_url, mine.id, ben)
+    assert len(queues.list_queues(db_url, Viewer("eng", "Eng", "engineer"))) == 2
+
+
+def test_unknown_things_are_reported(db_url: str) -> None:
+    with pytest.raises(NotFound):
+        queues.get_queue(db_url, 42)
+    with pytest.raises(NotFound):
+        queues.next_item(db_url, 42, "ana")
+    with pytest.raises(NotFound):
+        queues.skip_item(db_url, 42, "ana")
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def test_a_rule_backfills_a_sample_and_picks_up_new_traces(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 40)
+    queue = queues.create_queue(db_url, "Sampled", score_configs=["correctness"])
+    rule, added = rules.create_rule(db_url, queue.id, "a quarter", TraceFilter(), 0.25, now=NOW)
+    assert added == 10 and (rule.seen, rule.taken) == (40, 10)
+    assert rules.run_rule(db_url, rule.id, now=NOW + timedelta(minutes=5)) == 0  # nothing new, nothing twice
+    insert_traces(db_url, [trace(f"new{i}", NOW + timedelta(minutes=i), 500) for i in range(8)])
+    # Six are two minutes old (the settling time); the others wait. Of 46 seen, the 41st and 45th are taken.
+    assert rules.run_rule(db_url, rule.id, now=NOW + timedelta(minutes=8)) == 2
+    assert rules.get_rule(db_url, rule.id).seen == 46
+    assert rules.run_rules(db_url, now=NOW + timedelta(hours=1)) == {"a quarter": 0}
+    assert rules.get_rule(db_url, rule.id).seen == 48
+    assert queues.get_queue(db_url, queue.id).items == 12
+
+
+def test_a_rule_stratifies_so_every_value_is_represented(db_url: str) -> None:
+    add_configs(db_url)
+    names = ["support-chat"] * 30 + ["refund"] * 3 + ["escalation"]
+    insert_traces(db_url, [trace(f"s{i:02d}", NOW - timedelta(hours=2) + timedelta(minutes=i), 900, name=n)
+                           for i, n in enumerate(names)])
+    queue = queues.create_queue(db_url, "Strata", score_configs=["correctness"])
+    rule, added = rules.create_rule(db_url, queue.id, "by name", TraceFilter(), 0.1, stratify_by="name", now=NOW)
+    assert rule.strata == {"support-chat": (30, 3), "refund": (3, 1), "escalation": (1, 1)}
+    assert added == 5
+    plain, plain_added = rules.create_rule(
+        db_url, queues.create_queue(db_url, "Plain", score_configs=["correctness"]).id, "plain", TraceFilter(), 0.1,
+        now=NOW)
+    assert plain_added == 4  # ceil(34 * 0.1): the rare names may be missed without strata
+
+
+def test_a_rule_keeps_to_its_filter_and_can_start_from_now(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 12, names=["support-chat", "refund"])
+    queue = queues.create_queue(db_url, "Refunds", score_configs=["correctness"])
+    rule, added = rules.create_rule(db_url, queue.id, "refunds", TraceFilter(names=("refund",)), 1.0, now=NOW)
+    items, _ = queues.list_items(db_url, queue.id, now=NOW)
+    assert added == 6 and all(i.reason == "rule: refunds" for i in items)
+    assert "every trace where name is refund" == rule.describe()
+    fresh, added = rules.create_rule(db_url, queue.id, "from now", TraceFilter(), 1.0, backfill=False, now=NOW)
+    assert added == 0
+    with pytest.raises(ConfigError, match="more than 0%"):
+        rules.create_rule(db_url, queue.id, "bad", TraceFilter(), 0)
+    with pytest.raises(ConfigError, match="Cannot stratify by 'colour'"):
+        rules.create_rule(db_url, queue.id, "bad", TraceFilter(), 0.5, stratify_by="colour")
+
+
+def test_a_paused_rule_catches_up_when_resumed(db_url: str) -> None:
+    add_configs(db_url)
+    queue = queues.create_queue(db_url, "Paused", score_configs=["correctness"])
+    rule, _ = rules.create_rule(db_url, queue.id, "all", TraceFilter(), 1.0, now=NOW - timedelta(hours=6))
+    rules.set_rule_enabled(db_url, rule.id, False)
+    history(db_url, 5)
+    assert rules.run_rules(db_url, now=NOW) == {}
+    rules.set_rule_enabled(db_url, rule.id, True)
+    assert rules.run_rules(db_url, now=NOW) == {"all": 5}
+    with read_session(db_url) as session:
+        assert session.scalar(select(QueueItem.reason).limit(1)) == "rule: all"
