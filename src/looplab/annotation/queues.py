@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from looplab.annotation.score_configs import scores_for_label
+from looplab.annotation.score_configs import ScoreConfigView, as_view, scores_for_label
 from looplab.annotation.users import Viewer
 from looplab.errors import ConfigError, NotFound
 from looplab.store.engine import read_session, write_session
@@ -229,14 +229,10 @@ def can_work_on(url: str, queue_id: int, viewer: Viewer) -> bool:
             AnnotationQueue.id == queue_id, _open_to(viewer.username))) is not None
 
 
-def queue_score_configs(url: str, queue_id: int) -> list[ScoreConfig]:
-    """The score configs a queue's annotators fill in, by name (detached rows)."""
+def queue_score_configs(url: str, queue_id: int) -> list[ScoreConfigView]:
+    """The score configs a queue's annotators fill in, by name."""
     with read_session(url) as session:
-        configs = list(session.scalars(
-            select(ScoreConfig).join(QueueScoreConfig, QueueScoreConfig.score_config_id == ScoreConfig.id)
-            .where(QueueScoreConfig.queue_id == queue_id).order_by(ScoreConfig.name)))
-        session.expunge_all()
-    return configs
+        return _configs(session, queue_id)
 
 
 # --- items ----------------------------------------------------------------------------------------
@@ -563,10 +559,10 @@ def _item(session: Session, item_id: int) -> QueueItem:
     return item
 
 
-def _configs(session: Session, queue_id: int) -> list[ScoreConfig]:
-    return list(session.scalars(
+def _configs(session: Session, queue_id: int) -> list[ScoreConfigView]:
+    return [as_view(c) for c in session.scalars(
         select(ScoreConfig).join(QueueScoreConfig, QueueScoreConfig.score_config_id == ScoreConfig.id)
-        .where(QueueScoreConfig.queue_id == queue_id).order_by(ScoreConfig.name)))
+        .where(QueueScoreConfig.queue_id == queue_id).order_by(ScoreConfig.name))]
 
 
 def _has_annotation(session: Session, item_id: int, username: str, kind: str) -> bool:

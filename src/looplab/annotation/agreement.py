@@ -1,0 +1,315 @@
+"""How far annotators agree, where they disagree, and the adjudicated value used downstream.
+
+For items labelled by two or more people, per score config of the queue:
+
+- boolean and unordered categorical labels: Cohen's kappa when the same two people labelled
+  every shared item, Krippendorff's alpha (nominal) otherwise;
+- ordered categorical labels (options with numeric values): Krippendorff's alpha, ordinal;
+- numeric scores: Krippendorff's alpha, interval;
+- free text: not measured (there is no notion of two texts agreeing).
+
+Alpha handles any number of annotators and items with missing labels. Both statistics are 1 for
+perfect agreement and 0 for agreement no better than chance; below 0.667 is usually read as
+unreliable, 0.8 and over as reliable (Krippendorff).
+
+Disagreements are items whose labels differ (numeric: by more than the config's step). An admin
+adjudicates: the adjudicated values (and corrected output) are what ``resolved_labels`` returns,
+and what datasets built from the queue take.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import krippendorff
+import numpy as np
+from sqlalchemy import select
+
+from looplab.annotation.queues import _configs, _item, _queue
+from looplab.annotation.score_configs import ScoreConfigView, scores_for_label
+from looplab.annotation.users import Viewer
+from looplab.errors import ConfigError
+from looplab.store.engine import read_session, write_session
+from looplab.store.models import Annotation, QueueItem
+from looplab.store.types import utcnow
+
+RELIABLE, TENTATIVE = 0.8, 0.667
+
+
+@dataclass(frozen=True)
+class ConfigAgreement:
+    """Agreement on one score config across a queue's multiply-labelled items."""
+
+    config: str
+    data_type: str
+    statistic: str | None  # "Cohen's kappa", "Krippendorff's alpha (nominal)", ... or None
+    value: float | None  # None when it cannot be measured; ``note`` says why
+    items: int  # items with two or more labels for this config
+    annotators: int
+    percent_agreement: float | None  # share of items where every label is the same
+    disagreements: int
+    note: str | None = None
+
+    @property
+    def reading(self) -> str:
+        """A plain-words reading of ``value``."""
+        if self.value is None:
+            return "not measured"
+        if self.value >= RELIABLE:
+            return "reliable"
+        if self.value >= TENTATIVE:
+            return "tentative"
+        return "unreliable"
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """An item whose annotators gave different values for one config."""
+
+    item_id: int
+    trace_id: str
+    config: str
+    values: dict[str, Any]  # author -> value given
+    adjudicated: Any = None
+    adjudicated_by: str | None = None
+
+
+def cohens_kappa(first: Sequence[Any], second: Sequence[Any]) -> float | None:
+    """Cohen's kappa of two raters' labels of the same items (in the same order); ``None`` when
+    chance agreement is total (both gave one and the same label to everything)."""
+    if len(first) != len(second) or not first:
+        raise ValueError("kappa needs two equally long, non-empty lists of labels")
+    n = len(first)
+    observed = sum(a == b for a, b in zip(first, second)) / n
+    count_a, count_b = Counter(first), Counter(second)
+    expected = sum(count_a[k] * count_b[k] for k in count_a) / (n * n)
+    if math.isclose(expected, 1.0):
+        return None
+    return (observed - expected) / (1 - expected)
+
+
+def krippendorff_alpha(ratings: Sequence[Mapping[str, float]], level: str) -> float | None:
+    """Krippendorff's alpha of ``ratings`` (one mapping of rater -> coded value per item) at
+    ``level`` (nominal, ordinal, interval); ``None`` when there is no variation to measure."""
+    raters = sorted({r for item in ratings for r in item})
+    data = np.full((len(raters), len(ratings)), np.nan)
+    index = {r: i for i, r in enumerate(raters)}
+    for j, item in enumerate(ratings):
+        for rater, value in item.items():
+            data[index[rater], j] = value
+    values = data[~np.isnan(data)]
+    if len(np.unique(values)) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
+
+
+def agreement(url: str, queue_id: int) -> list[ConfigAgreement]:
+    """Agreement per score config of the queue, over its items labelled by two or more people."""
+    with read_session(url) as session:
+        configs = _configs(session, queue_id)
+        labels = _labels(session, queue_id)
+    return [_agreement(config, labels) for config in configs]
+
+
+def disagreements(url: str, queue_id: int, config_name: str | None = None) -> list[Disagreement]:
+    """Items whose labels differ, per config (all configs unless one is named), oldest first,
+    with the adjudicated value when an admin has settled them."""
+    with read_session(url) as session:
+        configs = [c for c in _configs(session, queue_id) if config_name in (None, c.name)]
+        labels = _labels(session, queue_id)
+        settled = _adjudications(session, queue_id)
+    found = []
+    for config in configs:
+        if config.data_type == "text":
+            continue
+        for (item_id, trace_id), by_author in labels.items():
+            given = {a: v[config.name] for a, v in by_author.items() if v.get(config.name) is not None}
+            if len(given) >= 2 and _differ(config, list(given.values())):
+                ruling = settled.get(item_id)
+                found.append(Disagreement(
+                    item_id=item_id, trace_id=trace_id, config=config.name, values=given,
+                    adjudicated=(ruling.values_json or {}).get(config.name) if ruling else None,
+                    adjudicated_by=ruling.author if ruling else None,
+                ))
+    return found
+
+
+def adjudicate(url: str, item_id: int, viewer: Viewer, values: Mapping[str, Any], *,
+               comment: str | None = None, corrected_output: Any = None, now: datetime | None = None) -> None:
+    """Settle an item: ``values`` (by config name) become the item's labels downstream. Admins only.
+    Adjudicating again replaces the earlier ruling."""
+    if not viewer.is_admin:
+        raise ConfigError("Only an admin can adjudicate disagreements.")
+    now = now or utcnow()
+    given = {k: v for k, v in values.items() if v is not None and v != ""}
+    if not given:
+        raise ConfigError("Give the adjudicated value of at least one score.")
+    with write_session(url) as session:
+        item = _item(session, item_id)
+        queue = _queue(session, item.queue_id)
+        configs = _configs(session, queue.id)
+        unknown = sorted(set(given) - {c.name for c in configs})
+        if unknown:
+            raise ConfigError(f"This queue does not score {', '.join(unknown)}.")
+        for earlier in session.scalars(select(Annotation).where(
+                Annotation.queue_item_id == item.id, Annotation.kind == "adjudication")):
+            session.delete(earlier)
+        session.flush()
+        ruling = Annotation(queue_item_id=item.id, queue_id=queue.id, trace_id=item.trace_id, author=viewer.username,
+                            kind="adjudication", values_json=dict(given), comment=(comment or "").strip() or None,
+                            corrected_output_json=corrected_output, created_at=now)
+        session.add(ruling)
+        session.flush()
+        session.add_all(scores_for_label(configs, given, trace_id=item.trace_id, author=viewer.username,
+                                comment=ruling.comment, created_at=now,
+                                metadata={"queue": queue.name, "queue_item_id": item.id,
+                                          "annotation_id": ruling.id, "adjudicated": True}))
+
+
+@dataclass(frozen=True)
+class ResolvedLabels:
+    """What a queue item's labels come to: the values used downstream and where they came from."""
+
+    values: dict[str, Any]
+    corrected_output: Any
+    comments: list[str]
+    annotators: list[str]
+    adjudicated_by: str | None
+    unresolved: list[str]  # configs whose labels disagree and are not adjudicated
+
+
+def resolved_labels(url: str, item_id: int) -> ResolvedLabels:
+    """The labels of an item as datasets and experiments should use them: the admin's ruling when
+    there is one; otherwise, per config, the value when every label agrees (disagreeing configs
+    are listed in ``unresolved`` and left out), and the latest corrected output given."""
+    with read_session(url) as session:
+        item = _item(session, item_id)
+        configs = {c.name: c for c in _configs(session, item.queue_id)}
+        rows = session.execute(select(
+            Annotation.kind, Annotation.author, Annotation.values_json, Annotation.comment,
+            Annotation.corrected_output_json).where(
+            Annotation.queue_item_id == item.id, Annotation.kind.in_(("label", "adjudication")))
+            .order_by(Annotation.created_at, Annotation.id)).all()
+    labels = [r for r in rows if r.kind == "label"]
+    ruling = next((r for r in rows if r.kind == "adjudication"), None)
+    values: dict[str, Any] = {}
+    unresolved: list[str] = []
+    names = list(dict.fromkeys(n for r in labels for n in (r.values_json or {})))
+    for name in names:
+        given = [(r.values_json or {}).get(name) for r in labels]
+        given = [g for g in given if g is not None]
+        config = configs.get(name)
+        if len(given) == 1 or (config is not None and not _differ(config, given)) or \
+                (config is None and len(set(map(repr, given))) == 1):
+            values[name] = given[-1]
+        else:
+            unresolved.append(name)
+    corrected = next((r.corrected_output_json for r in reversed(labels) if r.corrected_output_json is not None), None)
+    if ruling is not None:
+        values.update(ruling.values_json or {})
+        unresolved = [n for n in unresolved if n not in (ruling.values_json or {})]
+        if ruling.corrected_output_json is not None:
+            corrected = ruling.corrected_output_json
+    return ResolvedLabels(
+        values=values, corrected_output=corrected,
+        comments=[r.comment for r in rows if r.comment], annotators=[r.author for r in labels],
+        adjudicated_by=ruling.author if ruling else None, unresolved=unresolved,
+    )
+
+
+# --- internals ------------------------------------------------------------------------------------
+
+
+def _labels(session: Any, queue_id: int) -> dict[tuple[int, str], dict[str, dict[str, Any]]]:
+    """(item id, trace id) -> author -> values, for every label of the queue."""
+    labels: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    for item_id, trace_id, author, values in session.execute(
+            select(Annotation.queue_item_id, QueueItem.trace_id, Annotation.author, Annotation.values_json)
+            .join(QueueItem, QueueItem.id == Annotation.queue_item_id)
+            .where(Annotation.queue_id == queue_id, Annotation.kind == "label")
+            .order_by(Annotation.queue_item_id, Annotation.created_at)):
+        labels.setdefault((item_id, trace_id), {})[author] = values or {}
+    return labels
+
+
+def _adjudications(session: Any, queue_id: int) -> dict[int, Any]:
+    """Item id -> its ruling (author, values_json)."""
+    return {row.queue_item_id: row for row in session.execute(
+        select(Annotation.queue_item_id, Annotation.author, Annotation.values_json).where(
+            Annotation.queue_id == queue_id, Annotation.kind == "adjudication"))}
+
+
+def _code(config: ScoreConfigView, value: Any) -> float | str | None:
+    """A label as the statistic compares it: a number for numeric and boolean scores, the rank
+    of an ordered category (by value when every option has one, else by its place in the list),
+    the label itself otherwise."""
+    if value is None:
+        return None
+    if config.data_type == "numeric":
+        return float(value)
+    if config.data_type == "boolean":
+        if isinstance(value, str):
+            return 1.0 if value.strip().lower() in ("true", "yes", "1") else 0.0
+        return 1.0 if value else 0.0
+    if config.data_type == "categorical":
+        label = str(value)
+        if config.ordered:
+            options = list(config.categories)
+            if all(c.value is not None for c in options):
+                options.sort(key=lambda c: c.value)  # type: ignore[arg-type, return-value]
+            for rank, option in enumerate(options):
+                if option.label == label:
+                    return float(rank)
+        return label
+    return str(value)
+
+
+def _differ(config: ScoreConfigView, values: Sequence[Any]) -> bool:
+    codes = [_code(config, v) for v in values]
+    if config.data_type == "numeric":
+        numbers = [float(c) for c in codes if c is not None]
+        return max(numbers) - min(numbers) > (config.step or 0) + 1e-9
+    return len(set(codes)) > 1
+
+
+def _agreement(config: ScoreConfigView, labels: Mapping[tuple[int, str], Mapping[str, Mapping[str, Any]]]) -> ConfigAgreement:
+    rated = []
+    for by_author in labels.values():
+        given = {a: _code(config, v.get(config.name)) for a, v in by_author.items()
+                 if v.get(config.name) is not None}
+        if len(given) >= 2:
+            rated.append(given)
+    annotators = len({a for item in rated for a in item})
+    base = dict(config=config.name, data_type=config.data_type, items=len(rated), annotators=annotators)
+    if config.data_type == "text":
+        return ConfigAgreement(**base, statistic=None, value=None, percent_agreement=None, disagreements=0,
+                               note="Free text is not compared.")
+    if not rated:
+        return ConfigAgreement(**base, statistic=None, value=None, percent_agreement=None, disagreements=0,
+                               note="No item has two labels yet; set the queue to 2+ annotations per item.")
+    differing = sum(1 for item in rated if _differ(config, list(item.values())))
+    same = sum(1 for item in rated if len(set(item.values())) == 1)
+    percent = same / len(rated)
+    nominal = config.data_type == "boolean" or (config.data_type == "categorical" and not config.ordered)
+    pairs = {tuple(sorted(item)) for item in rated}
+    if nominal and len(pairs) == 1 and all(len(item) == 2 for item in rated):
+        first, second = next(iter(pairs))
+        value = cohens_kappa([item[first] for item in rated], [item[second] for item in rated])
+        statistic = "Cohen's kappa"
+    else:
+        level = "nominal" if nominal else ("interval" if config.data_type == "numeric" else "ordinal")
+        if nominal:
+            codes = {c: float(i) for i, c in enumerate(sorted({str(v) for item in rated for v in item.values()}))}
+            coded = [{a: codes[str(v)] for a, v in item.items()} for item in rated]
+        else:
+            coded = [{a: float(v) for a, v in item.items()} for item in rated]  # type: ignore[arg-type]
+        value = krippendorff_alpha(coded, level)
+        statistic = f"Krippendorff's alpha ({level})"
+    note = None if value is not None else "Every label is the same value, so chance agreement cannot be told apart."
+    return ConfigAgreement(**base, statistic=statistic, value=value, percent_agreement=percent,
+                           disagreements=differing, note=note)
