@@ -1,0 +1,79 @@
+"""Traces into dataset items: the trace's input, the corrected (or actual) output as expected.
+
+The same trace is added to a dataset at most once: adding it again while its item is still in
+the dataset raises ``AlreadyInDataset``, which carries that item, so a caller that wants "add or
+get" catches it and uses ``err.item``. Once the item was deleted, the trace can be added again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from looplab.datasets.datasets import change_time, new_dataset, writable_dataset, check_name
+from looplab.datasets.items import ItemVersion, NewItem, check_item, version_from_row, insert_items
+from looplab.errors import ConfigError, NotFound
+from looplab.store.engine import write_session
+from looplab.store.models import Dataset, DatasetItem, Trace
+
+
+class AlreadyInDataset(ConfigError):
+    """The trace is already an item of the dataset; ``item`` is that item's current version."""
+
+    def __init__(self, message: str, item: ItemVersion) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+def add_trace_to_dataset(
+    url: str,
+    dataset: str,
+    trace_id: str,
+    expected_output: Any = None,
+    labels: dict[str, Any] | None = None,
+    author: str | None = None,
+    *,
+    create_if_missing: bool = False,
+) -> ItemVersion:
+    """Add trace ``trace_id`` to ``dataset`` as a new item; returns it.
+
+    The item's input is the trace's input; its expected output is ``expected_output`` (a
+    corrected output from a label) when given, else the trace's actual output. Its metadata is
+    ``{"source_trace_id": trace_id, "labels": labels or {}, "added_by": author}`` and its
+    ``source_trace_id`` column links back to the trace. With ``create_if_missing`` a dataset of
+    that name is created in the same transaction (nothing is left behind if the add fails).
+
+    Raises ``NotFound`` (no such trace or dataset), ``AlreadyInDataset`` (the trace is already
+    a current item of the dataset: ``err.item``), ``ConfigError`` (archived dataset, a trace with
+    no input stored, labels that are not an object).
+    """
+    if labels is not None and not isinstance(labels, dict):
+        raise ConfigError("Labels must be a mapping of score names to values.")
+    name = check_name(dataset)
+    with write_session(url) as session:
+        trace = session.execute(select(Trace.input_json, Trace.output_json).where(Trace.id == trace_id)).first()
+        if trace is None:
+            raise NotFound(f"There is no trace {trace_id!r} in this database.")
+        exists = session.scalar(select(Dataset.id).where(Dataset.name == name))
+        target = new_dataset(session, name) if exists is None and create_if_missing else writable_dataset(session, name)
+        earlier = session.execute(
+            select(DatasetItem.__table__).where(DatasetItem.dataset_id == target.id,
+                                                DatasetItem.source_trace_id == trace_id,
+                                                DatasetItem.valid_to.is_(None)).limit(1)).first()
+        if earlier is not None:
+            raise AlreadyInDataset(
+                f"Trace {trace_id} is already in the dataset {name!r} (item {earlier.item_id}); edit that item to "
+                "change its expected output.", version_from_row(earlier))
+        item = NewItem(
+            input=trace.input_json,
+            expected_output=expected_output if expected_output is not None else trace.output_json,
+            metadata={"source_trace_id": trace_id, "labels": labels or {}, "added_by": author},
+            source_trace_id=trace_id,
+        )
+        if item.input is None:
+            raise ConfigError(f"Trace {trace_id} has no input stored, so it cannot become a dataset item.")
+        check_item(item, f"Trace {trace_id}")
+        item_id = insert_items(session, target.id, [item], change_time(session, target.id))[0]
+        row = session.execute(select(DatasetItem.__table__).where(DatasetItem.item_id == item_id)).one()
+        return version_from_row(row)
