@@ -79,7 +79,7 @@ class ImportFileError(ConfigError):
         more = self.count - min(len(problems), LISTED_PROBLEMS)
         tail = f"\n  ... and {more:,} more problem{'' if more == 1 else 's'}." if more > 0 else ""
         plural = "problem" if self.count == 1 else "problems"
-        super().__init__(f"{what} has {self.count:,} {plural}; nothing was imported. Fix them and import again:\n"
+        super().__init__(f"{what} has {self.count:,} {plural}; nothing was imported. Fix {'it' if self.count == 1 else 'them'} and import again:\n"
                          f"{listed}{tail}")
 
 
