@@ -16,10 +16,11 @@ from sqlalchemy import delete, func, select
 from typer.testing import CliRunner, Result
 
 from looplab.cli import app
-from looplab.demo import SAMPLE_DIR, SCORE_CONFIGS_FILE, TRACES_FILE, seed
+from looplab.datasets import items_at, list_datasets
+from looplab.demo import DATASET_FILE, SAMPLE_DIR, SCORE_CONFIGS_FILE, TRACES_FILE, seed
 from looplab.errors import ConfigError
 from looplab.store.engine import read_session, write_session
-from looplab.store.models import Score, ScoreConfig, Span, Trace, TraceTag
+from looplab.store.models import Dataset, DatasetItem, Score, ScoreConfig, Span, Trace, TraceTag
 from looplab.store.types import utcnow
 
 # A "now" far from the file's own reference time, so that a missing shift cannot pass unnoticed.
@@ -43,6 +44,8 @@ def small_sample(folder: Path, lines: int = 40) -> Path:
     with gzip.open(folder / TRACES_FILE, "wt", encoding="utf-8") as out:
         out.writelines(head)
     shutil.copy(SAMPLE_DIR / SCORE_CONFIGS_FILE, folder / SCORE_CONFIGS_FILE)
+    (folder / DATASET_FILE).parent.mkdir()
+    shutil.copy(SAMPLE_DIR / DATASET_FILE, folder / DATASET_FILE)
     return folder
 
 
@@ -153,20 +156,35 @@ def test_dates_inside_payloads_move_with_the_history(sqlite_url: str, tmp_path: 
         assert abs(datetime.fromisoformat(today).date() - traces[span.trace_id].start_time.date()) <= timedelta(days=1)
 
 
+def test_the_sample_golden_dataset_holds_reviewed_support_answers(sqlite_url: str, tmp_path: Path) -> None:
+    seed(sqlite_url, now=NOW, sample_dir=small_sample(tmp_path / "sample", lines=5))
+
+    [dataset] = list_datasets(sqlite_url)
+    assert (dataset.name, dataset.item_count) == ("support-golden", 51) and dataset.description
+    items = items_at(sqlite_url, "support-golden", limit=100).items
+    assert all(set(i.input) == {"message"} and set(i.expected_output) == {"reply"} for i in items)
+    assert all(i.metadata["articles"] and i.metadata["reviewed_by"] in {"james.o", "maria.k", "priya.s"}
+               for i in items)
+    assert {"shipping", "returns", "account", "billing", "membership"} <= {i.metadata["intent"] for i in items}
+    assert items[0].input == {"message": "How long does shipping take?"}  # the file's order is kept
+
+
 # --- seeding again -------------------------------------------------------------------------------------
 
 
 def test_seeding_again_adds_nothing(db_url: str, tmp_path: Path) -> None:
     sample = small_sample(tmp_path / "sample")
     first = seed(db_url, now=NOW, sample_dir=sample)
-    before = [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig)]
+    before = [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig, Dataset, DatasetItem)]
 
     again = seed(db_url, now=NOW + timedelta(days=3), sample_dir=sample)
 
     assert first.traces_added == 40 and not first.nothing_added
+    assert (first.dataset_added, first.dataset_items_added) == ("support-golden", 51)
     assert again.nothing_added and (again.traces_added, again.spans_added, again.scores_added) == (0, 0, 0)
     assert again.traces_in_sample == 40 and again.score_configs_added == ()
-    assert [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig)] == before
+    assert (again.dataset_added, again.dataset_items_added) == (None, 0)
+    assert [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig, Dataset, DatasetItem)] == before
 
 
 def test_an_interrupted_seed_is_completed_on_the_same_timeline(sqlite_url: str, tmp_path: Path) -> None:
@@ -210,6 +228,7 @@ def test_a_naive_now_means_utc(sqlite_url: str, tmp_path: Path) -> None:
         ({SCORE_CONFIGS_FILE: "- name: thumbs\n  data_type: emoji\n"}, "needs a name and a data_type"),
         ({SCORE_CONFIGS_FILE: "thumbs: up\n"}, "must hold a list of score configs"),
         ({TRACES_FILE: gzip.compress(b'{"name": "no id"}\n')}, "a line without a trace_id"),
+        ({DATASET_FILE: b'{"input": "where is my parcel?"}\n'}, "no 'expected_output'"),
     ],
 )
 def test_broken_sample_data_is_a_clear_error(sqlite_url: str, tmp_path: Path, files: dict[str, Any],
@@ -232,6 +251,7 @@ def test_cli_seed_loads_the_sample_and_says_so_once(db_url: str) -> None:
     assert re.search(r"Seeded .+ in \d+\.\d s:", result.stdout)
     assert re.search(r"  [\d,]+ traces, [\d,]+ spans and [\d,]+ scores, \d{4}-\d\d-\d\d \d\d:\d\d to ", result.stdout)
     assert "5 score configs: thumbs, helpfulness, correctness, tone, notes" in result.stdout
+    assert "  dataset support-golden with 51 items" in result.stdout
     with read_session(db_url) as session:
         newest = session.scalar(select(func.max(Trace.start_time)))
     assert utcnow() - newest < timedelta(minutes=15)

@@ -155,6 +155,8 @@ def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     if result.score_configs_added:
         count = len(result.score_configs_added)
         typer.echo(f"  {count} score config{'' if count == 1 else 's'}: {', '.join(result.score_configs_added)}")
+    if result.dataset_added:
+        typer.echo(f"  dataset {result.dataset_added} with {result.dataset_items_added:,} items")
 
 
 # --- looplab export -------------------------------------------------------------------------------

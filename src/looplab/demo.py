@@ -1,7 +1,9 @@
 """The sample data: two weeks of a customer-support assistant in production, ending now.
 
 ``seed(url)`` loads ``sample_data/`` (made by ``sample_data/generate.py``) into a database: the
-score configs the sample's scores use, then about 2,000 traces with their spans and scores.
+score configs the sample's scores use, then about 2,000 traces with their spans and scores, and
+the golden dataset of the support assistant (``datasets/support-golden.jsonl``, created only when
+no dataset of that name exists).
 
 The file's history ends at a fixed reference time; seeding moves it so that it ends at ``now``.
 Every ISO 8601 date in the file moves by the same offset, payloads included (an order's
@@ -28,16 +30,18 @@ import orjson
 import yaml
 from sqlalchemy import insert, select
 
+from looplab.datasets.files import import_file
 from looplab.errors import ConfigError
 from looplab.store.engine import read_session, write_session
 from looplab.store.ingest import CHUNK, insert_traces
-from looplab.store.models import SCORE_DATA_TYPES, ScoreConfig, Trace
+from looplab.store.models import SCORE_DATA_TYPES, Dataset, ScoreConfig, Trace
 from looplab.store.types import utcnow
 
 # In a source checkout (where `make demo` runs), sample_data/ sits next to src/.
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 TRACES_FILE = "traces.jsonl.gz"
 SCORE_CONFIGS_FILE = "score_configs.yaml"
+DATASET_FILE = "datasets/support-golden.jsonl"
 
 Progress = Callable[[int, int], None]
 
@@ -64,11 +68,13 @@ class SeedResult:
     history_start: datetime
     history_end: datetime
     seconds: float
+    dataset_added: str | None = None  # the sample dataset's name, when this seed created it
+    dataset_items_added: int = 0
 
     @property
     def nothing_added(self) -> bool:
         """True when the database already held the whole sample."""
-        return self.traces_added == 0 and not self.score_configs_added
+        return self.traces_added == 0 and not self.score_configs_added and self.dataset_added is None
 
 
 def seed(
@@ -91,6 +97,13 @@ def seed(
     folder = sample_dir or SAMPLE_DIR
     configs = load_score_configs(folder / SCORE_CONFIGS_FILE)
     raw = _read(folder / TRACES_FILE)
+    dataset_path = folder / DATASET_FILE
+    try:
+        dataset_bytes = dataset_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"The sample data is missing: there is no {dataset_path}.") from None
+    except OSError as err:
+        raise ConfigError(f"Cannot read the sample dataset in {dataset_path}: {err}") from None
     lines = [line for line in raw.split(b"\n") if line.strip()]
     ids = [_line_id(line) for line in lines]
     first_id, first_start, reference_end = _bounds(raw, lines)
@@ -112,6 +125,7 @@ def seed(
         done += len(chunk)
         if progress is not None:
             progress(done, total)
+    dataset_added, dataset_items = _add_dataset(url, dataset_path, dataset_bytes)
     return SeedResult(
         traces_added=total,
         traces_in_sample=len(lines),
@@ -121,7 +135,21 @@ def seed(
         history_start=first_start + offset,
         history_end=reference_end + offset,
         seconds=time.perf_counter() - started,
+        dataset_added=dataset_added,
+        dataset_items_added=dataset_items,
     )
+
+
+def _add_dataset(url: str, path: Path, data: bytes) -> tuple[str | None, int]:
+    """Import the sample dataset (named after its file) unless a dataset of that name exists."""
+    name = path.stem
+    with read_session(url) as session:
+        if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+            return None, 0
+    result = import_file(url, name, data, format="jsonl", filename=path.name,
+                         description="Reviewed answers of the Fern support assistant to common questions: "
+                                     "the regression set new prompts and models are checked against.")
+    return name, result.items_added
 
 
 def load_score_configs(path: Path) -> list[dict[str, Any]]:
