@@ -1,10 +1,15 @@
-"""Settings: where looplab stores data, how tracing is configured, which providers are set up."""
+"""Settings: where looplab stores data, how tracing is configured, which providers are set up,
+how people sign in and (for admins) who they are."""
 
 import streamlit as st
 
+from components.auth import MODES, sign_in_mode, viewer
 from components.empty_state import FIRST_TRACE_CODE
 from components.store import database_url
 from looplab import __version__
+from looplab.annotation.users import add_user, list_users, remove_user
+from looplab.errors import LooplabError
+from looplab.store.models import ROLES
 from looplab.config import configured_providers, settings_from_env
 from looplab.overview import store_info
 
@@ -46,3 +51,65 @@ st.subheader("Model providers")
 st.caption("Keys are read from the environment, never stored in the database nor shown here.")
 st.dataframe([{"provider": name, "configured": ok} for name, ok in configured_providers().items()], hide_index=True)
 st.caption("Connection tests and OpenAI-compatible endpoints come with experiments (issue #5).")
+
+st.subheader("Sign-in")
+mode = sign_in_mode(url)
+st.markdown(f"**Mode:** {MODES[mode]}.")
+if mode == "single-user":
+    st.caption("Add users with `looplab users add USERNAME --role admin` (or below) to make people sign in; "
+               "add an `[auth]` section to `.streamlit/secrets.toml` for OIDC sign-in (see the README).")
+
+me = viewer()
+if me.is_admin:
+    st.subheader("Users")
+    if "settings_users_flash" in st.session_state:
+        st.success(st.session_state.pop("settings_users_flash"))
+    show_removed = st.toggle("Show removed users", key="settings_users_removed")
+    users = list_users(url, include_disabled=show_removed)
+    if users:
+        st.dataframe(
+            [{"username": u.username, "name": u.display_name or "", "role": u.role,
+              "sign-in": "password" if u.has_password else ("OIDC only" if not u.disabled else "–"),
+              "removed": u.disabled_at.strftime("%Y-%m-%d") if u.disabled_at else ""} for u in users],
+            hide_index=True,
+        )
+    else:
+        st.caption("No users yet.")
+    add_col, remove_col = st.columns(2)
+    with add_col, st.form("settings_add_user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        new_name = st.text_input("Username", key="settings_new_username", placeholder="ada or ada@example.com")
+        new_display = st.text_input("Display name", key="settings_new_display")
+        new_role = st.selectbox("Role", ROLES, index=ROLES.index("annotator"), key="settings_new_role")
+        new_password = st.text_input("Password", type="password", key="settings_new_password",
+                                     help="Leave empty for a user who signs in through OIDC only.")
+        if mode == "single-user":
+            st.caption("The first user switches the app out of single-user mode: make it an admin with a "
+                       "password, and sign in with it.")
+        add_clicked = st.form_submit_button("Add user", icon=":material/person_add:")
+    if add_clicked:
+        try:
+            if mode == "single-user" and (new_role != "admin" or not new_password):
+                raise LooplabError("The first user must be an admin with a password, or nobody could sign in "
+                                   "to manage users.")
+            added = add_user(url, new_name, new_password or None, new_role, display_name=new_display or None)
+        except LooplabError as err:
+            add_col.error(str(err))
+        else:
+            st.session_state["settings_users_flash"] = f"Added {added.username} ({added.role})."
+            st.rerun()
+    active = [u.username for u in users if not u.disabled]
+    with remove_col:
+        st.markdown("**Remove a user**")
+        st.caption("They can no longer sign in; what they labelled keeps their name.")
+        gone = st.selectbox("User", active, index=None, key="settings_remove_username", placeholder="choose")
+        if st.button("Remove", key="settings_remove_button", disabled=gone is None, icon=":material/person_remove:"):
+            try:
+                remove_user(url, gone)
+            except LooplabError as err:
+                st.error(str(err))
+            else:
+                if gone == me.username:
+                    st.session_state.pop("auth_username", None)
+                st.session_state["settings_users_flash"] = f"Removed {gone}."
+                st.rerun()
