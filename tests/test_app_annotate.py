@@ -1,0 +1,185 @@
+"""The Annotate page through AppTest: queues listed per role, the labeling flow writing labels,
+scores and a dataset item, and queue management (rules, agreement)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from looplab.annotation import queues
+from looplab.annotation.score_configs import create_score_config
+from looplab.annotation.users import add_user
+from looplab.datasets.datasets import create_dataset
+from looplab.datasets.items import items_at
+from looplab.store.engine import read_session
+from looplab.store.ingest import insert_traces
+from looplab.store.models import Annotation
+from tests.stored import stored_scores
+from tests.test_app import MAIN, texts
+
+START = datetime.now(timezone.utc) - timedelta(hours=3)
+
+
+def chat_trace(number: int) -> dict:
+    """A support chat: retrieval, a tool call and an LLM answer."""
+    trace_id = f"{number:032x}"
+    at = START + timedelta(minutes=number)
+    question = f"Where is my parcel number {number}?"
+    answer = f"Your parcel {number} arrives on Friday."
+    return {
+        "trace_id": trace_id, "name": "support-chat", "start_time": at, "end_time": at + timedelta(seconds=2),
+        "user_id": "u1", "input": {"question": question}, "output": answer, "status": "ok",
+        "spans": [
+            {"span_id": f"{number:012x}0001", "kind": "retrieval", "name": "search", "start_time": at,
+             "end_time": at + timedelta(milliseconds=100), "input": question,
+             "output": [{"text": "Parcels ship within 2 days.", "title": "Shipping policy"}]},
+            {"span_id": f"{number:012x}0002", "kind": "tool", "name": "track_parcel", "start_time": at,
+             "end_time": at + timedelta(milliseconds=200), "input": {"parcel": number}, "output": {"eta": "Friday"}},
+            {"span_id": f"{number:012x}0003", "kind": "llm", "name": "chat", "model": "gpt-4o-mini",
+             "provider": "openai", "start_time": at + timedelta(milliseconds=300), "end_time": at + timedelta(seconds=2),
+             "input": [{"role": "system", "content": "You are Fernhill's support assistant."},
+                       {"role": "user", "content": question}],
+             "output": {"role": "assistant", "content": answer}},
+        ],
+    }
+
+
+@pytest.fixture
+def annotated(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, queues.QueueView]]:
+    """Three chats in a queue scored on correctness (categories) and helpfulness (1-5)."""
+    monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    insert_traces(db_url, [chat_trace(n) for n in (1, 2, 3)])
+    create_score_config(db_url, "correctness", "categorical",
+                        categories=[{"label": "correct", "value": 1}, {"label": "incorrect", "value": 0}],
+                        description="Is every fact right?")
+    create_score_config(db_url, "helpfulness", "numeric", min_value=1, max_value=5, step=1)
+    queue = queues.create_queue(db_url, "Parcels", score_configs=["correctness", "helpfulness"],
+                                instructions="Check the delivery dates.")
+    queues.add_traces(db_url, queue.id, [f"{n:032x}" for n in (1, 2, 3)])
+    yield db_url, queue
+
+
+def annotate(**query: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("app_pages/annotate.py").run()
+    return at
+
+
+def button(at: AppTest, label: str):  # noqa: ANN201 - AppTest's element type
+    return next(b for b in at.button if b.label == label)
+
+
+def test_an_empty_store_says_how_to_start(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    at = annotate()
+    assert not at.exception
+    assert "No annotation queues yet" in texts(at)
+    assert "Score configs" in texts(at)  # a queue needs configs first: the page says where to make them
+
+
+def test_the_queue_list_shows_progress(annotated: tuple[str, queues.QueueView]) -> None:
+    at = annotate()
+    assert not at.exception
+    assert "Parcels" in texts(at)
+    assert any("0 of 3 done" in (p.proto.text or "") for p in at.get("progress"))
+
+
+def test_labeling_writes_the_label_its_scores_and_moves_on(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    at = annotate(queue=str(queue.id))
+    assert not at.exception
+    page = texts(at)
+    assert "Parcels" in page and "Why it is here" not in page
+    assert [m.markdown[0].value if m.markdown else None for m in at.chat_message] is not None
+    spoken = [t.value for t in at.text]
+    assert "Where is my parcel number 1?" in spoken and "Your parcel 1 arrives on Friday." in spoken
+    item = queues.progress(url, queue.id, "local")
+    first = queues.next_item(url, queue.id, "local")
+    at.session_state[f"ann_{first.item_id}_correctness"] = "incorrect"
+    at.session_state[f"ann_{first.item_id}_helpfulness"] = 2.0
+    at.text_area(key=f"ann_comment_{first.item_id}").set_value("Wrong day")
+    at.text_area(key=f"ann_corrected_{first.item_id}").set_value("Your parcel 1 arrives on Monday.")
+    button(at, "Submit & next").click().run()
+    assert not at.exception
+    with read_session(url) as session:
+        (label,) = session.scalars(select(Annotation)).all()
+        assert (label.author, label.values_json, label.comment, label.corrected_output_json) == (
+            "local", {"correctness": "incorrect", "helpfulness": 2.0}, "Wrong day", "Your parcel 1 arrives on Monday.")
+    scores = {(s["name"], s["label"], s["value"], s["author"]) for s in stored_scores(url)}
+    assert scores == {("correctness", "incorrect", 0.0, "local"), ("helpfulness", None, 2.0, "local")}
+    assert item.done == 0 and queues.progress(url, queue.id, "local").done == 1
+    assert "Where is my parcel number 2?" in [t.value for t in at.text]  # the next one is up
+
+
+def test_a_bad_label_is_explained_and_nothing_is_stored(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    at = annotate(queue=str(queue.id))
+    button(at, "Submit & next").click().run()
+    assert not at.exception
+    assert any("Nothing to submit" in e.value for e in at.error)
+    assert queues.progress(url, queue.id, "local").done == 0
+
+
+def test_add_to_dataset_from_the_labeling_view(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    create_dataset(url, "parcel-golden")
+    at = annotate(queue=str(queue.id))
+    lease = queues.next_item(url, queue.id, "local")
+    at.session_state[f"ann_{lease.item_id}_correctness"] = "correct"
+    at.selectbox(key="ann_dataset").set_value("parcel-golden")
+    button(at, "Add to dataset").click().run()
+    assert not at.exception
+    page = items_at(url, "parcel-golden")
+    (item,) = page.items
+    assert item.expected_output == "Your parcel 1 arrives on Friday."
+    assert item.metadata["labels"] == {"correctness": "correct"} and item.source_trace_id == lease.trace_id
+
+
+def test_skip_and_later_move_on(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    at = annotate(queue=str(queue.id))
+    button(at, "Skip").click().run()
+    assert "Where is my parcel number 2?" in [t.value for t in at.text]
+    button(at, "Later").click().run()
+    assert "Where is my parcel number 3?" in [t.value for t in at.text]
+    assert not at.exception
+
+
+def test_an_annotator_sees_only_their_queues_and_no_management(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    add_user(url, "ana", "correct horse battery", "annotator")
+    add_user(url, "ben", "battery staple horse", "annotator")
+    queues.create_queue(url, "Ben only", score_configs=["correctness"], assignees=["ben"])
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.session_state["auth_username"] = "ana"
+    at.run()
+    assert not at.exception
+    page = texts(at)
+    assert "Parcels" in page and "Ben only" not in page
+    assert not [b for b in at.button if b.label in ("Manage",)]
+    assert not [e for e in at.expander if e.label == "New queue"]
+    at.query_params["manage"] = str(queue.id)
+    at.run()
+    assert "Check the delivery dates" not in texts(at) and not at.tabs  # no management tabs for annotators
+
+
+def test_managing_a_queue_adds_a_rule_and_shows_agreement(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    extra = queues.create_queue(url, "Sampled", score_configs=["correctness"], annotations_per_item=2)
+    at = annotate(manage=str(extra.id))
+    assert not at.exception and [t.label for t in at.tabs] == ["Items", "Rules", "Agreement", "Settings"]
+    at.text_input(key=f"qa_{extra.id}_rule_name").set_value("all chats")
+    at.slider(key=f"qa_{extra.id}_rule_rate").set_value(100)
+    at.selectbox(key=f"qa_{extra.id}_rule_backfill").set_value("everything stored")
+    next(b for b in at.button if b.label == "Save rule and backfill").click().run()
+    assert not at.exception
+    assert any("3 traces queued now" in s.value for s in at.success)
+    assert queues.get_queue(url, extra.id).items == 3
+    assert "No item has two labels yet" in " ".join(str(v) for v in at.dataframe[-1].value["note"])
