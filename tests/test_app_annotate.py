@@ -183,3 +183,31 @@ def test_managing_a_queue_adds_a_rule_and_shows_agreement(annotated: tuple[str, 
     assert any("3 traces queued now" in s.value for s in at.success)
     assert queues.get_queue(url, extra.id).items == 3
     assert "No item has two labels yet" in " ".join(str(v) for v in at.dataframe[-1].value["note"])
+
+
+def test_needs_attention_sends_a_selection_to_a_queue(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    failed = chat_trace(4)
+    failed.update(status="error", error="RateLimitError 429")
+    insert_traces(url, [failed])
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.switch_page("app_pages/monitoring.py").run()
+    at.session_state["mon_attention"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    button(at, "Send 1 selected to the queue").click().run()
+    assert not at.exception
+    items, total = queues.list_items(url, queue.id)
+    assert total == 4 and items[-1].trace_id == failed["trace_id"] and items[-1].reason == "needs attention: Errors"
+
+
+def test_the_trace_list_sends_its_whole_filter_to_a_queue(annotated: tuple[str, queues.QueueView]) -> None:
+    url, _ = annotated
+    everything = queues.create_queue(url, "Everything", score_configs=["correctness"])
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.switch_page("app_pages/traces.py").run()
+    button(at, "Add all 3 traces of this filter").click().run()
+    assert not at.exception
+    assert any("Added 3 traces to Everything" in s.value for s in at.success)
+    assert queues.get_queue(url, everything.id).items == 3

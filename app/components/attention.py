@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 
 from components.formatting import duration, money
+from components.queue_admin import add_to_queue
 from looplab.errors import LooplabError
 from looplab.monitoring.attention import (
     RULE_KINDS,
@@ -38,7 +39,7 @@ def attention_section(url: str, flt: TraceFilter) -> None:
     st.subheader(f"Needs attention · {total:,}")
     if total:
         items = attention_items(url, flt, limit=PAGE_SIZE)
-        st.dataframe(
+        event = st.dataframe(
             [{"trace": trace_link(i["trace_id"]), "started": i["start_time"], "name": i["name"],
               "why": " · ".join(i["reasons"]), "user": i["user_id"], "latency": duration(i["duration_ms"]),
               "cost": money(i["cost_usd"]), "status": i["status"]} for i in items],
@@ -54,8 +55,11 @@ def attention_section(url: str, flt: TraceFilter) -> None:
         )
         if total > PAGE_SIZE:
             st.caption(f"The newest {PAGE_SIZE} of {total:,}. Narrow the range or the filters to see others.")
-        st.button("Send selection to an annotation queue", disabled=True,
-                  help="Annotation queues come with the next step of the loop (issue #4).")
+        chosen = [items[i]["trace_id"] for i in event.selection.rows] if event else []
+        st.caption("Select rows to send them to an annotation queue.")
+        add_to_queue(url, chosen, "mon_queue", reason="needs attention: "
+                     + "; ".join(sorted({r for i in items if i["trace_id"] in chosen for r in i["rules"]})),
+                     label=f"Send {len(chosen)} selected to the queue" if chosen else "Send selection to the queue")
     else:
         st.caption("Nothing surfaced in this range by the enabled rules.")
     with st.expander("Rules", icon=":material/rule:"):
