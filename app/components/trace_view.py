@@ -12,7 +12,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.add_to_dataset import add_to_dataset_form
 from components.formatting import compact, duration, money, plain
+from looplab.annotation.users import LOCAL_ADMIN, Viewer
 from looplab.explorer import (
     SpanRow,
     TraceDetail,
@@ -29,8 +31,9 @@ ROLE_AVATARS = {"system": ":material/settings:", "developer": ":material/code:",
                 "user": "user", "assistant": "assistant"}
 
 
-def trace_page(url: str, trace_id: str) -> None:
-    """The detail view of ``trace_id``: what happened, step by step."""
+def trace_page(url: str, trace_id: str, viewer: Viewer | None = None) -> None:
+    """The detail view of ``trace_id``: what happened, step by step. ``viewer``: who is looking
+    (the author of what they add from here); the local admin when not given."""
     st.button("← All traces", on_click=_close_trace, key="trc_back")
     span_page = st.session_state.get(f"trc_span_page_{trace_id}", 1)
     detail = trace_detail(url, trace_id, span_offset=(span_page - 1) * SPANS_PER_PAGE, span_limit=SPANS_PER_PAGE)
@@ -58,6 +61,8 @@ def trace_page(url: str, trace_id: str) -> None:
     if trace.error:
         st.error(plain(trace.error), icon=":material/error:")
     st.caption(f"Share this trace: `?trace={trace.id}` on the Traces page.")
+    with st.expander("Add to dataset", icon=":material/playlist_add:"):
+        add_to_dataset_form(url, trace.id, author=(viewer or LOCAL_ADMIN).username, key_prefix="trc_atd")
 
     if detail.scores:
         st.dataframe(
