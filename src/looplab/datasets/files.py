@@ -98,7 +98,7 @@ class ColumnMapping:
         used = [*self.input, *([self.expected] if self.expected else []), *self.metadata]
         twice = sorted({c for c in used if used.count(c) > 1})
         if twice:
-            raise ConfigError(f"A column can be used once: {', '.join(twice)} is mapped more than once.")
+            raise ConfigError(f"A column can be used once: {', '.join(map(repr, twice))} is mapped more than once.")
 
 
 @dataclass(frozen=True)
