@@ -68,7 +68,7 @@ def labeling_view(url: str, queue: QueueView, viewer: Viewer) -> None:
     configs = queue_score_configs(url, queue.id)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        _trace_header(content, lease)
+        _trace_header(content, lease, viewer)
         _content(content)
     with right:
         values = _inputs(configs, lease)
@@ -97,10 +97,11 @@ def _progress(url: str, queue: QueueView, viewer: Viewer) -> None:
                          hide_index=True, width="content")
 
 
-def _trace_header(content: Any, lease: Lease) -> None:
+def _trace_header(content: Any, lease: Lease, viewer: Viewer) -> None:
     row = content.detail.trace
-    facts = [plain(content.name or "trace"), f"[open trace](/traces?trace={lease.trace_id})",
-             duration(row.duration_ms), money(row.cost_usd)]
+    # Annotators see their items only, not the trace explorer.
+    link = None if viewer.is_annotator else f"[open trace](/traces?trace={lease.trace_id})"
+    facts = [plain(content.name or "trace"), link, duration(row.duration_ms), money(row.cost_usd)]
     if row.status == "error":
         facts.append(":red[error]")
     st.markdown(" · ".join(f for f in facts if f))
