@@ -211,3 +211,23 @@ def test_the_trace_list_sends_its_whole_filter_to_a_queue(annotated: tuple[str, 
     assert not at.exception
     assert any("Added 3 traces to Everything" in s.value for s in at.success)
     assert queues.get_queue(url, everything.id).items == 3
+
+
+def test_a_trace_can_be_scored_by_hand_and_queued_from_its_detail(annotated: tuple[str, queues.QueueView]) -> None:
+    url, _ = annotated
+    target = queues.create_queue(url, "By hand", score_configs=["correctness"])
+    trace_id = f"{2:032x}"
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.query_params["trace"] = trace_id
+    at.run()
+    at.switch_page("app_pages/traces.py").run()
+    assert not at.exception
+    at.selectbox(key="trc_queue_one_queue").set_value("By hand")
+    button(at, "Add to queue").click().run()
+    assert queues.list_items(url, target.id)[0][0].trace_id == trace_id
+    at.selectbox(key=f"manual_score_{trace_id}_config").set_value("helpfulness").run()
+    at.session_state[f"manual_score_{trace_id}_helpfulness_value"] = 4.0
+    next(b for b in at.button if b.label == "Save score").click().run()
+    assert not at.exception
+    assert [(s["name"], s["value"], s["author"]) for s in stored_scores(url) if s["trace_id"] == trace_id] == [
+        ("helpfulness", 4.0, "local")]

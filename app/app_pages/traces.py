@@ -22,7 +22,7 @@ flt = sidebar_filter(url)
 
 trace_id = st.query_params.get("trace")
 if trace_id:
-    trace_page(url, trace_id)
+    trace_page(url, trace_id, viewer())
     st.stop()
 
 st.title("Traces")

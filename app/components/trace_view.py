@@ -13,22 +13,21 @@ import pandas as pd
 import streamlit as st
 
 from components.add_to_dataset import add_to_dataset_form
+from components.conversation import payload_view
 from components.formatting import compact, duration, money, plain
+from components.queue_admin import add_to_queue
+from components.score_input import manual_score_form
 from looplab.annotation.users import LOCAL_ADMIN, Viewer
 from looplab.explorer import (
     SpanRow,
     TraceDetail,
-    as_conversation,
     pretty_json,
-    retrieved_documents,
     span_payload,
     trace_detail,
 )
 
 SPANS_PER_PAGE = 200
 KIND_ICONS = {"llm": "✦", "tool": "⚙", "retrieval": "⌕", "embedding": "≋", "evaluator": "✓", "event": "•", "span": "▸"}
-ROLE_AVATARS = {"system": ":material/settings:", "developer": ":material/code:", "tool": ":material/build:",
-                "user": "user", "assistant": "assistant"}
 
 
 def trace_page(url: str, trace_id: str, viewer: Viewer | None = None) -> None:
@@ -61,8 +60,14 @@ def trace_page(url: str, trace_id: str, viewer: Viewer | None = None) -> None:
     if trace.error:
         st.error(plain(trace.error), icon=":material/error:")
     st.caption(f"Share this trace: `?trace={trace.id}` on the Traces page.")
-    with st.expander("Add to dataset", icon=":material/playlist_add:"):
-        add_to_dataset_form(url, trace.id, author=(viewer or LOCAL_ADMIN).username, key_prefix="trc_atd")
+    who = viewer or LOCAL_ADMIN
+    score_col, queue_col, dataset_col = st.columns(3)
+    with score_col.expander("Score this trace", icon=":material/add_task:"):
+        manual_score_form(url, trace.id, who)
+    with queue_col.expander("Add to an annotation queue", icon=":material/rate_review:"):
+        add_to_queue(url, [trace.id], "trc_queue_one", reason=f"added from the trace by {who.username}")
+    with dataset_col.expander("Add to dataset", icon=":material/dataset:"):
+        add_to_dataset_form(url, trace.id, author=who.username, key_prefix="trc_atd")
 
     if detail.scores:
         st.dataframe(
@@ -79,8 +84,8 @@ def trace_page(url: str, trace_id: str, viewer: Viewer | None = None) -> None:
     with timeline:
         _waterfall(detail.spans)
     with io:
-        _payload_view("Input", detail.input, kind="trace")
-        _payload_view("Output", detail.output, kind="trace")
+        payload_view("Input", detail.input, kind="trace")
+        payload_view("Output", detail.output, kind="trace")
     with raw:
         st.code(pretty_json({"input": detail.input, "output": detail.output, "metadata": detail.metadata}),
                 language="json", wrap_lines=True)
@@ -153,8 +158,8 @@ def _span_view(url: str, trace_id: str, span: SpanRow) -> None:
     if payload is None:
         st.caption("This span's content is not stored.")
         return
-    _payload_view("Input", payload.input, kind=span.kind)
-    _payload_view("Output", payload.output, kind=span.kind, output=True)
+    payload_view("Input", payload.input, kind=span.kind)
+    payload_view("Output", payload.output, kind=span.kind, output=True)
     if payload.params:
         with st.expander("Parameters"):
             st.code(pretty_json(payload.params), language="json", wrap_lines=True)
@@ -163,44 +168,6 @@ def _span_view(url: str, trace_id: str, span: SpanRow) -> None:
             st.code(pretty_json(payload.attributes), language="json", wrap_lines=True)
     with st.expander("Raw JSON"):
         st.code(pretty_json({"input": payload.input, "output": payload.output}), language="json", wrap_lines=True)
-
-
-def _payload_view(title: str, payload: Any, *, kind: str, output: bool = False) -> None:
-    st.markdown(f"**{title}**")
-    if payload is None:
-        st.caption("(nothing stored)")
-        return
-    if kind == "retrieval" and output:
-        documents = retrieved_documents(payload)
-        if documents:
-            for number, doc in enumerate(documents, 1):
-                score = f" · score {doc.score:.3f}" if doc.score is not None else ""
-                with st.expander(plain(f"{number}. {doc.title or doc.id or doc.source or 'document'}{score}"),
-                                 expanded=number == 1):
-                    st.text(doc.text)
-                    if doc.source:
-                        st.caption(plain(doc.source))
-            return
-    messages = as_conversation(payload) if kind in ("llm", "trace") or not isinstance(payload, (dict, list)) else []
-    if messages:
-        for message in messages:
-            if message.role in ("system", "developer") and len(message.text) > 400:
-                # Long instructions repeat on every call; folded, the conversation stays readable.
-                with st.expander(f"{message.role.capitalize()} prompt ({len(message.text):,} characters)"):
-                    st.text(message.text)
-                continue
-            with st.chat_message(message.role, avatar=ROLE_AVATARS.get(message.role, ":material/chat:")):
-                if message.kind == "thinking":
-                    st.caption("thinking")
-                elif message.kind == "tool_result":
-                    st.caption(plain(f"tool result{f' for {message.tool_call_id}' if message.tool_call_id else ''}"))
-                if message.text:
-                    st.text(message.text)
-                for call in message.tool_calls:
-                    st.caption(f"calls tool **{plain(call.name)}**")
-                    st.code(call.arguments, language="json", wrap_lines=True)
-        return
-    st.code(pretty_json(payload), language="json", wrap_lines=True)
 
 
 def _waterfall(spans: list[SpanRow]) -> None:
