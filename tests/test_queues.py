@@ -297,3 +297,27 @@ def test_a_paused_rule_catches_up_when_resumed(db_url: str) -> None:
     assert rules.run_rules(db_url, now=NOW) == {"all": 5}
     with read_session(db_url) as session:
         assert session.scalar(select(QueueItem.reason).limit(1)) == "rule: all"
+
+
+def test_the_queue_commands(db_url: str) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from looplab.cli import app  # noqa: PLC0415
+
+    add_configs(db_url)
+    history(db_url, 8)
+    queue = queues.create_queue(db_url, "Weekly", score_configs=["correctness"], annotations_per_item=2)
+    rules.create_rule(db_url, queue.id, "half", TraceFilter(), 0.5, backfill=False, now=NOW - timedelta(hours=6))
+    runner = CliRunner()
+    synced = runner.invoke(app, ["queue", "sync", "--db", db_url])
+    assert synced.exit_code == 0 and "half: 4 traces queued" in synced.output
+    listed = runner.invoke(app, ["queue", "list", "--db", db_url])
+    assert "Weekly" in listed.output and "correctness" in listed.output
+    for user, label in (("ana", "correct"), ("ben", "correct")):
+        for _ in range(4):
+            lease = queues.next_item(db_url, queue.id, user, now=NOW)
+            queues.submit_label(db_url, lease.item_id, user, {"correctness": label}, now=NOW)
+    agreed = runner.invoke(app, ["queue", "agreement", "Weekly", "--db", db_url])
+    assert agreed.exit_code == 0 and "correctness" in agreed.output and "not measured" in agreed.output
+    missing = runner.invoke(app, ["queue", "agreement", "Nope", "--db", db_url])
+    assert missing.exit_code == 2 and "No queue named 'Nope'" in missing.output

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from typer.core import TyperGroup
 
 from looplab import __version__
+from looplab.annotation.queues_cli import queue_app
 from looplab.annotation.users_cli import users_app
 from looplab.cli_options import DbOption, progress_bar
 from looplab.config import DEFAULT_DATABASE_URL
@@ -71,6 +72,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(export_app, name="export")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(users_app, name="users")
+app.add_typer(queue_app, name="queue")
 
 
 
