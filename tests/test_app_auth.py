@@ -106,7 +106,7 @@ def test_an_annotator_gets_only_annotate(team: str) -> None:
     assert not at.exception
     assert at.title[0].value == "Annotate"
     assert at.session_state["viewer"].role == "annotator"
-    assert any("Signed in as **Ann**" in c.value for c in at.sidebar.caption)
+    assert any("Signed in as **Ann (ann)** · annotator" in c.value for c in at.sidebar.caption)
     assert [p for p in EVERY_PAGE if can_open(at, p)] == ["annotate"]
     assert not at.exception
 

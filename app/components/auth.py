@@ -161,7 +161,8 @@ def _local_viewer(url: str) -> Viewer:
 
 def _sidebar_account(who: Viewer, mode: str) -> None:
     with st.sidebar:
-        st.caption(f"Signed in as **{who.display_name}** (`{who.username}`, {who.role})")
+        name = who.username if who.display_name == who.username else f"{who.display_name} ({who.username})"
+        st.caption(f"Signed in as **{name}** · {who.role}")
         if st.button("Sign out", key="auth_sign_out", icon=":material/logout:"):
             sign_out()
             if mode == "oidc":
