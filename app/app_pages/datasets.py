@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import quote
 
 import streamlit as st
-
 from components.dataset_import import import_panel
 from components.formatting import plain
 from components.store import database_url
+
 from looplab.datasets import (
     DatasetInfo,
     ItemVersion,

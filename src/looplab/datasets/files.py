@@ -347,9 +347,12 @@ def _parse_csv(text: str, mapping: ColumnMapping | None, problems: list[Problem]
     blank = [str(i + 1) for i, c in enumerate(columns) if not c]
     twice = sorted({c for c in columns if c and columns.count(c) > 1})
     if blank or twice:
-        what = ([f"column{'s' if len(blank) > 1 else ''} {', '.join(blank)} {'have' if len(blank) > 1 else 'has'} "
-                 "no name"] if blank else []) + ([f"{', '.join(map(repr, twice))} appear more than once"] if twice
-                                                 else [])
+        what = []
+        if blank:
+            many = len(blank) > 1
+            what.append(f"column{'s' if many else ''} {', '.join(blank)} {'have' if many else 'has'} no name")
+        if twice:
+            what.append(f"{', '.join(map(repr, twice))} appear more than once")
         problems.append(Problem(1, f"in the header, {' and '.join(what)}."))
         return [], ()
     chosen = mapping or ColumnMapping(input=("input",), expected="expected_output",

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from looplab.datasets.datasets import change_time, new_dataset, writable_dataset, check_name
-from looplab.datasets.items import ItemVersion, NewItem, check_item, version_from_row, insert_items
+from looplab.datasets.datasets import change_time, check_name, new_dataset, writable_dataset
+from looplab.datasets.items import ItemVersion, NewItem, check_item, insert_items, version_from_row
 from looplab.errors import ConfigError, NotFound
 from looplab.store.engine import write_session
 from looplab.store.models import Dataset, DatasetItem, Trace
