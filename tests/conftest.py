@@ -27,19 +27,22 @@ POSTGRES_URL = os.environ.get("LOOPLAB_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("LOOPLAB_REQUIRE_POSTGRES") == "1"
 
 
-def _worker_postgres_url() -> str:
-    """A database of this xdist worker's own, created on first use."""
+def _worker_database_name() -> str:
+    """A database name of this test run and xdist worker: two runs against one server (two
+    developers, or a developer and CI) never empty each other's tables."""
     assert POSTGRES_URL
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"{os.getpid():x}")[:8]
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    base = make_url(POSTGRES_URL)
-    name = f"{base.database}_{worker}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
-        if not exists:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return f"{make_url(POSTGRES_URL).database}_{run}_{worker}"
+
+
+def _admin_sql(statement: str) -> None:
+    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -51,12 +54,18 @@ def _no_tracing_leaks_between_tests() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
+    """This worker's own PostgreSQL database, created for the run and dropped after it."""
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:
             pytest.fail("LOOPLAB_REQUIRE_POSTGRES=1 but LOOPLAB_TEST_POSTGRES_URL is not set")
         pytest.skip("set LOOPLAB_TEST_POSTGRES_URL to run against PostgreSQL")
-    return _worker_postgres_url()
+    name = _worker_database_name()
+    _admin_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    _admin_sql(f'CREATE DATABASE "{name}"')
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    dispose_engines()
+    _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _empty_postgres(url: str) -> None:
