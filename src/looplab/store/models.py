@@ -44,6 +44,8 @@ QUEUE_ITEM_STATUSES = ("pending", "leased", "done", "skipped")
 ANNOTATION_KINDS = ("label", "skip", "adjudication")
 EXPERIMENT_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 EVALUATOR_KINDS = ("code", "llm_judge")
+VARIANT_KINDS = ("prompt", "code")
+DECISION_OUTCOMES = ("ship", "dont_ship")
 ATTENTION_RULE_KINDS = ("error", "latency_above", "latency_p95", "negative_feedback", "low_score", "cost_outlier")
 
 
@@ -406,6 +408,25 @@ class Evaluator(Base):
     archived_at: Mapped[datetime | None]
 
 
+class Variant(Base):
+    """One version of a thing to try: a prompt (system prompt, Jinja2 user template, model, params)
+    or a code task (``module:function`` and its params). Saving a changed variant adds a version."""
+
+    __tablename__ = "variants"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", VARIANT_KINDS), name="kind"),
+        UniqueConstraint("name", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16))
+    config_json: Mapped[dict[str, Any]]
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
 class Experiment(Base):
     """A variant run over a pinned dataset version, optionally against a baseline experiment."""
 
@@ -417,9 +438,18 @@ class Experiment(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     dataset_version: Mapped[datetime]
     variant_json: Mapped[dict[str, Any]]
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("variants.id", ondelete="SET NULL"))
     baseline_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     item_count: Mapped[int] = mapped_column(Integer, default=0)
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    # A run in a worker process: its pid and last sign of life; the page asks it to stop by the flag.
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Promoted: the dataset's baseline for later comparisons (the newest promoted one wins).
+    promoted_at: Mapped[datetime | None]
+    created_by: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     metadata_json: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
@@ -448,4 +478,24 @@ class ExperimentItem(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Decision(Base):
+    """A recorded ship / don't-ship decision: an experiment against its baseline under a policy,
+    with the reasons, the dataset version and the judge versions it rested on."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (CheckConstraint(_one_of("outcome", DECISION_OUTCOMES), name="outcome"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="SET NULL"))
+    dataset_version: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))
+    reasons_json: Mapped[list[Any]]
+    policy_json: Mapped[dict[str, Any]]
+    summary_json: Mapped[dict[str, Any] | None]
+    judge_versions_json: Mapped[dict[str, Any] | None]
+    created_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
