@@ -184,6 +184,7 @@ def test_seeding_again_adds_nothing(db_url: str, tmp_path: Path) -> None:
     assert again.nothing_added and (again.traces_added, again.spans_added, again.scores_added) == (0, 0, 0)
     assert again.traces_in_sample == 40 and again.score_configs_added == ()
     assert (again.dataset_added, again.dataset_items_added) == (None, 0)
+    assert first.queues_added == ("Thumbs-down review", "Weekly sample") and again.queues_added == ()
     assert [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig, Dataset, DatasetItem)] == before
 
 
@@ -278,3 +279,18 @@ def test_cli_seed_errors_are_messages(tmp_path: Path, make_url: Any, message: st
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_the_sample_queues_hold_the_thumbs_down_traces_and_a_stratified_sample(db_url: str, tmp_path: Path) -> None:
+    from looplab.annotation import queues, rules  # noqa: PLC0415
+
+    seed(db_url, now=NOW, sample_dir=small_sample(tmp_path / "sample", lines=400))
+    thumbs_down = {s.trace_id for s in rows(db_url, Score.__table__) if s.name == "thumbs" and s.value == 0}
+    triage = queues.find_queue(db_url, "Thumbs-down review")
+    items, total = queues.list_items(db_url, triage.id, limit=500)
+    assert total == len(thumbs_down) > 0 and {i.trace_id for i in items} == thumbs_down
+    weekly = queues.find_queue(db_url, "Weekly sample")
+    (rule,) = rules.list_rules(db_url, weekly.id)
+    assert weekly.annotations_per_item == 2 and rule.taken == weekly.items > 0
+    assert set(rule.strata) == {t.release for t in rows(db_url, Trace.__table__)
+                                if t.name == "support-chat" and t.start_time < NOW - rules.SETTLE}

@@ -159,6 +159,8 @@ def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
         typer.echo(f"  {count} score config{'' if count == 1 else 's'}: {', '.join(result.score_configs_added)}")
     if result.dataset_added:
         typer.echo(f"  dataset {result.dataset_added} with {result.dataset_items_added:,} items")
+    if result.queues_added:
+        typer.echo(f"  annotation queues: {', '.join(result.queues_added)}")
 
 
 # --- looplab export -------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from looplab.datasets.files import import_file
 from looplab.errors import ConfigError
 from looplab.store.engine import read_session, write_session
 from looplab.store.ingest import CHUNK, insert_traces
-from looplab.store.models import SCORE_DATA_TYPES, Dataset, ScoreConfig, Trace
+from looplab.store.filters import TraceFilter
+from looplab.store.models import SCORE_DATA_TYPES, AnnotationQueue, Dataset, Score, ScoreConfig, Trace
 from looplab.store.types import utcnow
 
 # In a source checkout (where `make demo` runs), sample_data/ sits next to src/.
@@ -70,11 +71,13 @@ class SeedResult:
     seconds: float
     dataset_added: str | None = None  # the sample dataset's name, when this seed created it
     dataset_items_added: int = 0
+    queues_added: tuple[str, ...] = ()  # the sample annotation queues this seed created
 
     @property
     def nothing_added(self) -> bool:
         """True when the database already held the whole sample."""
-        return self.traces_added == 0 and not self.score_configs_added and self.dataset_added is None
+        return (self.traces_added == 0 and not self.score_configs_added and self.dataset_added is None
+                and not self.queues_added)
 
 
 def seed(
@@ -126,6 +129,7 @@ def seed(
         if progress is not None:
             progress(done, total)
     dataset_added, dataset_items = _add_dataset(url, dataset_path, dataset_bytes)
+    queues_added = _add_queues(url, ids, moment)
     return SeedResult(
         traces_added=total,
         traces_in_sample=len(lines),
@@ -137,6 +141,7 @@ def seed(
         seconds=time.perf_counter() - started,
         dataset_added=dataset_added,
         dataset_items_added=dataset_items,
+        queues_added=queues_added,
     )
 
 
@@ -150,6 +155,40 @@ def _add_dataset(url: str, path: Path, data: bytes) -> tuple[str | None, int]:
                          description="Reviewed answers of the Fern support assistant to common questions: "
                                      "the regression set new prompts and models are checked against.")
     return name, result.items_added
+
+
+# The sample's annotation queues: what a team would set up on day one.
+THUMBS_DOWN_QUEUE = "Thumbs-down review"
+WEEKLY_QUEUE = "Weekly sample"
+
+
+def _add_queues(url: str, ids: list[str], now: datetime) -> tuple[str, ...]:
+    """A triage queue holding the sample's thumbs-down traces, and a double-labelled weekly queue
+    filled by a 5% rule stratified by release; each only if no queue of that name exists."""
+    from looplab.annotation import queues, rules  # noqa: PLC0415 (annotation imports the store, not demo)
+
+    with read_session(url) as session:
+        taken = set(session.scalars(select(AnnotationQueue.name)))
+        thumbs_down = list(session.scalars(
+            select(Score.trace_id).where(Score.name == "thumbs", Score.value == 0, Score.trace_id.in_(ids))
+            .order_by(Score.created_at.desc())))
+    added = []
+    if THUMBS_DOWN_QUEUE not in taken:
+        queue = queues.create_queue(
+            url, THUMBS_DOWN_QUEUE, score_configs=["correctness", "tone"],
+            instructions="Customers gave these replies a thumbs down. Is the reply wrong, or just unwelcome? "
+                         "Correct the answer when it is wrong; add good corrections to the golden dataset.")
+        queues.add_traces(url, queue.id, thumbs_down, reason="thumbs down from the customer")
+        added.append(THUMBS_DOWN_QUEUE)
+    if WEEKLY_QUEUE not in taken:
+        queue = queues.create_queue(
+            url, WEEKLY_QUEUE, score_configs=["correctness"], annotations_per_item=2,
+            instructions="A random sample of last week's support chats, labelled by two people each so we "
+                         "know how far our labels can be trusted.")
+        rules.create_rule(url, queue.id, "5% of chats by release", TraceFilter(names=("support-chat",)),
+                          0.05, stratify_by="release", now=now)
+        added.append(WEEKLY_QUEUE)
+    return tuple(added)
 
 
 def load_score_configs(path: Path) -> list[dict[str, Any]]:
