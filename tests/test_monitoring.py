@@ -417,3 +417,79 @@ def test_percentiles_read_from_brackets_are_exact(db_url: str) -> None:
                 == {p: nearest_rank(durations, p), 95: nearest_rank(durations, 95), 99: nearest_rank(durations, 99)}
         assert metrics._bracketed(session, Trace.duration_ms, where[:1] + [Trace.start_time < start + timedelta(
             seconds=1000)], {}, 1000, (50,)) == {}  # too small a sample: read the plain way
+
+
+@pytest.fixture
+def days(db_url: str) -> dict:
+    """Traces over four UTC days, some at the very first and last moments of a day."""
+    rng = random.Random(11)
+    midnight = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    moments = [midnight + timedelta(seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6))
+               for _ in range(400)]
+    moments += [midnight + timedelta(days=d) for d in range(4)]
+    moments += [midnight + timedelta(days=d + 1) - timedelta(microseconds=1) for d in range(4)]
+    traces = []
+    for i, at in enumerate(moments):
+        name = "batch" if i % 3 == 0 else "chat"
+        model = "claude-sonnet-4" if i % 4 == 0 else "gpt-4o-mini"
+        ttft = float(rng.randint(1, 60)) if i % 7 else None  # ties, and calls without a first token
+        traces.append(trace(f"d{i:04d}", at, float(rng.randint(1, 300)), name=name, model=model, ttft=ttft,
+                            provider="anthropic" if model.startswith("claude") else "openai"))
+    insert_traces(db_url, traces)
+    return {"url": db_url, "midnight": midnight, "traces": traces}
+
+
+@pytest.mark.parametrize("lists", [{}, {"names": ["batch"]}, {"models": ["claude-sonnet-4"]},
+                                   {"providers": ["openai"]}, {"names": ["chat"], "models": ["gpt-4o-mini"]}])
+def test_whole_day_buckets_read_from_the_day_indexes_are_exact(days: dict, lists: dict) -> None:
+    """Day buckets inside the window are read from the indexes holding each day's values in order; the
+    clipped ones at the ends the usual way: every percentile equals Python's."""
+    start = days["midnight"] + timedelta(hours=12)
+    flt = TraceFilter(start=start, end=start + timedelta(days=3), **{k: tuple(v) for k, v in lists.items()})
+    series = metrics.timeseries(days["url"], flt, bucket=timedelta(days=1))
+    ttft = metrics.ttft_timeseries(days["url"], flt, bucket=timedelta(days=1))
+    assert len(series) == len(ttft) == 4
+    for row, ttft_row in zip(series, ttft):
+        lo, hi = max(row["bucket"], flt.start), min(row["bucket"] + timedelta(days=1), flt.end)
+        picked = [t for t in days["traces"] if lo <= t["start_time"] < hi
+                  and (not flt.names or t["name"] in flt.names)
+                  and (not flt.models or t["spans"][0]["model"] in flt.models)
+                  and (not flt.providers or t["spans"][0]["provider"] in flt.providers)]
+        durations = [(t["end_time"] - t["start_time"]) / timedelta(milliseconds=1) for t in picked]
+        ttfts = [t["spans"][0]["ttft_ms"] for t in picked if t["spans"][0]["ttft_ms"] is not None]
+        assert row["requests"] == len(picked) and ttft_row["llm_calls"] == len(picked)
+        for p in (50, 95, 99):
+            assert row[f"latency_p{p}_ms"] == pytest.approx(nearest_rank(durations, p)), (row["bucket"], p)
+        for p in (50, 95):
+            assert ttft_row[f"ttft_p{p}_ms"] == nearest_rank(ttfts, p), (row["bucket"], p)
+
+
+def test_a_large_windows_percentiles_read_in_duration_order_are_exact(db_url: str, monkeypatch) -> None:
+    """A window holding much of the table walks the duration index in order: exact, and traces
+    outside the window (here the slowest and the fastest) are skipped."""
+    monkeypatch.setattr(metrics, "_BRACKET_MIN", 50)
+    rng = random.Random(3)
+    start = NOW - 10 * HOUR
+    inside = [float(rng.randint(100, 900)) for _ in range(300)]
+    outside = [(start - HOUR, 5.0), (start - HOUR, 99_999.0), (NOW + HOUR, 1.0), (NOW + HOUR, 50_000.0)]
+    insert_traces(db_url, [trace(f"w{i:04d}", start + timedelta(seconds=60 * i), ms) for i, ms in enumerate(inside)]
+                  + [trace(f"o{i}", at, ms) for i, (at, ms) in enumerate(outside)])
+    kpis = metrics.summary(db_url, TraceFilter(start=start, end=NOW))["kpis"]
+    assert kpis["requests"]["value"] == 300
+    assert kpis["latency_p50_ms"]["value"] == nearest_rank(inside, 50)
+    assert kpis["latency_p95_ms"]["value"] == nearest_rank(inside, 95)
+
+
+def test_filter_options_find_providers_and_busiest_sessions_in_the_window(db_url: str) -> None:
+    insert_traces(db_url, [
+        trace("p1", NOW - HOUR, 10, provider="openai", session="s1"),
+        trace("p2", NOW - HOUR, 10, provider="anthropic", model="claude-sonnet-4", session="s2"),
+        trace("p3", NOW - HOUR, 10, provider="openai", session="s2"),
+        trace("p4", NOW - 48 * HOUR, 10, provider="google", model="gemini-2.0-flash", session="s3"),
+    ])
+    options = metrics.filter_options(db_url, TraceFilter.last("24h", NOW))
+    assert options["providers"] == ["anthropic", "openai"]
+    assert options["session_ids"] == ["s2", "s1"]
+    everything = metrics.filter_options(db_url, TraceFilter(start=NOW - 72 * HOUR, end=NOW))
+    assert everything["providers"] == ["anthropic", "google", "openai"]
+    assert everything["session_ids"] == ["s2", "s1", "s3"]

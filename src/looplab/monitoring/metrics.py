@@ -47,6 +47,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    literal_column,
     or_,
     select,
     union_all,
@@ -58,7 +59,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from looplab.errors import ConfigError
 from looplab.store.engine import read_session
 from looplab.store.filters import TraceFilter
-from looplab.store.models import SPAN_KINDS, Score, Span, Trace, TraceTag
+from looplab.store.models import SPAN_KINDS, Score, Span, Trace, TraceTag, utc_day
 from looplab.store.types import UTCDateTime
 
 # Bucket sizes offered, smallest first; the smallest that gives at most MAX_POINTS buckets wins:
@@ -207,16 +208,24 @@ def trace_conditions(flt: TraceFilter) -> list[ColumnElement[bool]]:
 
 
 def _llm_where(flt: TraceFilter, start: Any, end: Any, traces_from: Any = None,
-               matched: bool = False) -> list[ColumnElement[bool]]:
+               matched: bool = False, day: bool = False) -> list[ColumnElement[bool]]:
     """LLM spans that started in ``[start, end)`` and match ``flt`` (see the module's docstring).
 
     The trace attributes select traces that started in ``[traces_from, end)``: ``traces_from`` is
     the window's start, or later when a span's trace cannot have started earlier. With
     ``matched`` they are the ids ``_match_traces`` listed for the whole window instead.
+
+    With ``day`` (``[start, end)`` is one whole UTC day) the window is written as that day, for
+    ``ix_spans_llm_day_ttft`` (partial: ``kind = 'llm'`` must be written as that literal) to
+    give the day's times to first token in order; no other index may answer the filters then.
     """
-    where: list[ColumnElement[bool]] = [Span.kind == LLM, Span.start_time >= start, Span.start_time < end]
+    if day:
+        where: list[ColumnElement[bool]] = [Span.kind == literal_column(f"'{LLM}'"),
+                                            utc_day(Span.start_time) == utc_day(start)]
+    else:
+        where = [Span.kind == LLM, Span.start_time >= start, Span.start_time < end]
     if flt.models:
-        where.append(Span.model.in_(flt.models))
+        where.append((_not_a_driver(Span.model) if day else Span.model).in_(flt.models))
     if flt.providers:
         where.append(Span.provider.in_(flt.providers))
     rest = replace(_attributes(flt), models=(), providers=())
@@ -316,14 +325,16 @@ def _offset(p: int, n: int) -> int:
     return _rank(p, n) - 1 if p <= 50 else n - _rank(p, n)
 
 
-def _nth_value(value: Any, where: Sequence[ColumnElement[bool]], p: int, offset: Any) -> Any:
+def _nth_value(value: Any, where: Sequence[ColumnElement[bool]], p: int, offset: Any, in_order: bool = False) -> Any:
     """A scalar subquery: the value at ``offset`` in ascending order (p <= 50) or descending order.
 
     Reading from the nearer end keeps the database's bounded heap small (5% of the rows for a
     p95). "+ 0" keeps SQLite from walking an index on the value itself (in value order, fetching
-    every row to test the window) instead of the range index.
+    every row to test the window) instead of the range index. With ``in_order`` the conditions
+    are written for an index that holds the rows in value order (a day's, or a window tested in
+    the index entry): the database walks ``offset`` entries of it and sorts nothing.
     """
-    key = value + 0
+    key = value if in_order else value + 0
     order = key.asc() if p <= 50 else key.desc()
     return (select(value).where(*where, key.is_not(None)).order_by(order)
             .limit(1).offset(offset).scalar_subquery())
@@ -520,6 +531,9 @@ class _Buckets:
     def __init__(self, session: Session, flt: TraceFilter, ranges: Sequence[tuple[datetime, datetime, datetime]]):
         self.flt, self.ranges, self.attributes = flt, ranges, _attributes(flt)
         self.matched = False  # whether llm_spans reads the ids _match_traces listed
+        # Buckets that are whole UTC days (not clipped by the window): a day index answers them.
+        self.days = tuple(i for i, (b, lo, hi) in enumerate(ranges)
+                          if lo == b and hi - lo == timedelta(days=1) and b == _day_start(b))
         self.params: dict[str, Any] = {}
         longest = _longest_trace(session) if flt.attribute_count() else timedelta(0)
         assert flt.start is not None
@@ -533,20 +547,51 @@ class _Buckets:
     def llm_spans(self, i: int) -> list[ColumnElement[bool]]:
         return _llm_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"tf{i}"), self.matched)
 
+    def trace_day(self, i: int) -> list[ColumnElement[bool]]:
+        """Bucket ``i`` (a whole day) for ``ix_traces_day_duration``: only without attribute
+        filters, which that index cannot test."""
+        assert not self.attributes.attribute_count()
+        return [utc_day(Trace.start_time) == utc_day(_param(f"lo{i}"))]
+
+    def llm_day(self, i: int) -> list[ColumnElement[bool]]:
+        """Bucket ``i`` (a whole day) for ``ix_spans_llm_day_ttft``."""
+        return _llm_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"tf{i}"), self.matched,
+                          day=True)
+
+    def window_in_order(self, i: int) -> list[ColumnElement[bool]]:
+        """Bucket ``i``'s window tested in each entry of an index in value order (none drives)."""
+        return [_not_a_driver(Trace.start_time) >= _param(f"lo{i}"), _not_a_driver(Trace.start_time) < _param(f"hi{i}")]
+
     def key(self, name: str, *more: Hashable) -> Hashable:
         return (name, len(self.ranges), self.attributes, self.matched, *more)
 
     def percentiles(self, session: Session, name: str, value: Any, where: Callable[[int], Sequence[Any]],
-                    counts: Sequence[int], percentiles: Sequence[int]) -> list[dict[int, float | None]]:
-        """Per bucket {p: percentile of ``value``}, given each bucket's count of non-null values."""
+                    counts: Sequence[int], percentiles: Sequence[int],
+                    by_day: Callable[[int], Sequence[Any]] | None = None,
+                    in_order: Callable[[int], Sequence[Any]] | None = None) -> list[dict[int, float | None]]:
+        """Per bucket {p: percentile of ``value``}, given each bucket's count of non-null values.
+
+        ``by_day`` gives a whole-day bucket's conditions for an index holding each day's values in
+        order; ``in_order`` (one bucket) the window's conditions for an index in value order
+        that carries the start time: both read the percentile by walking that index, no sort.
+        """
+        if in_order is not None and len(self.ranges) == 1:
+            statements = _cached(self.key(name + " in order", tuple(percentiles)), lambda: [
+                select(_key(0), *[_nth_value(value, in_order(0), p, bindparam(f"o0_{p}", type_=Integer), True)
+                                  for p in percentiles])])
+            params = {**self.params, **{f"o0_{p}": _offset(p, counts[0]) for p in percentiles}}
+            [row] = _run(session, statements, params)
+            return [{p: _float(v) if counts[0] else None for p, v in zip(percentiles, row[1:])}]
+        days = self.days if by_day is not None else ()
         bracketed: dict[int, float | None] = {}
         if len(self.ranges) == 1 and counts[0] >= _BRACKET_MIN:  # one large window (a summary): brackets
             bracketed = _bracketed(session, value, where(0), self.params, counts[0], percentiles)
             if len(bracketed) == len(percentiles):
                 return [bracketed]
             percentiles = [p for p in percentiles if p not in bracketed]
-        statements = _cached(self.key(name, tuple(percentiles)), lambda: [
-            select(_key(i), *[_nth_value(value, where(i), p, bindparam(f"o{i}_{p}", type_=Integer)).label(f"p{p}")
+        statements = _cached(self.key(name, tuple(percentiles), days), lambda: [
+            select(_key(i), *[_nth_value(value, by_day(i) if i in days and by_day else where(i), p,
+                                         bindparam(f"o{i}_{p}", type_=Integer), i in days).label(f"p{p}")
                               for p in percentiles])
             for i in range(len(self.ranges))
         ])
@@ -559,6 +604,13 @@ class _Buckets:
 
 
 # --- Time series ------------------------------------------------------------------------------------
+
+
+def _day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+_IN_ORDER = 0.2  # from this share of the traces, a window's percentiles walk the duration index
 
 
 def _trace_totals() -> list[Any]:
@@ -592,7 +644,8 @@ def timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None) -> l
         ])
         totals = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
         latency = buckets.percentiles(session, "latency", Trace.duration_ms, buckets.traces,
-                                      [_int(totals[i][2]) for i in range(len(buckets.ranges))], LATENCY_PERCENTILES)
+                                      [_int(totals[i][2]) for i in range(len(buckets.ranges))], LATENCY_PERCENTILES,
+                                      by_day=None if buckets.attributes.attribute_count() else buckets.trace_day)
     rows = []
     for i, (start, _, _) in enumerate(buckets.ranges):
         requests, errors, _, input_tokens, output_tokens, cost = totals[i]
@@ -620,7 +673,8 @@ def ttft_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None)
             ])
             counts = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
             ttft = buckets.percentiles(session, "ttft", Span.ttft_ms, buckets.llm_spans,
-                                       [_int(counts[i][1]) for i in range(len(buckets.ranges))], TTFT_PERCENTILES)
+                                       [_int(counts[i][1]) for i in range(len(buckets.ranges))], TTFT_PERCENTILES,
+                                       by_day=buckets.llm_day)
     return [
         {"bucket": start, "llm_calls": _int(counts[i][0]),
          **{f"ttft_p{p}_ms": ttft[i][p] for p in TTFT_PERCENTILES}}
@@ -674,7 +728,12 @@ def _kpis(session: Session, flt: TraceFilter) -> tuple[dict[str, Any], dict[tupl
     window = _Buckets(session, flt, [(flt.start, flt.start, flt.end)])
     totals = _cached(window.key("summary totals"), lambda: [select(_key(0), *_trace_totals()).where(*window.traces(0))])
     [(_, requests, errors, finished, input_tokens, output_tokens, cost)] = _run(session, totals, window.params)
-    latency = window.percentiles(session, "latency", Trace.duration_ms, window.traces, [_int(finished)], (50, 95))[0]
+    # A window holding much of the table: walk the duration index in order, testing the window
+    # in each entry (a month's median: 100,000 entries, no sort, no sample).
+    in_order = window.window_in_order if (not flt.attribute_count() and _int(finished) >= _BRACKET_MIN
+                                          and window_share(session, flt) >= _IN_ORDER) else None
+    latency = window.percentiles(session, "latency", Trace.duration_ms, window.traces, [_int(finished)], (50, 95),
+                                 in_order=in_order)[0]
     requests, errors, input_tokens, output_tokens = map(_int, (requests, errors, input_tokens, output_tokens))
     kpis = {
         "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
@@ -740,7 +799,7 @@ def summary(url: str, flt: TraceFilter, compare: bool = True) -> dict[str, Any]:
 # --- Breakdowns ---------------------------------------------------------------------------------------
 
 _TRACE_GROUPS = {"name": Trace.name, "release": Trace.release, "user": Trace.user_id}
-_SKIPPABLE = ("name", "model")  # an index leads with these columns
+_SKIPPABLE = ("name", "model", "release")  # an index leads with these columns
 _MAX_GROUP_TERMS = 200
 
 
@@ -875,10 +934,9 @@ def filter_options(url: str, flt: TraceFilter) -> dict[str, list[str]]:
         span_window = [Span.start_time >= flt.start, Span.start_time < flt.end]
         models = [m for m in _distinct_by_skipping(session, Span.model) if session.scalar(
             select(literal(1)).where(select(Span.id).where(Span.model == m, *span_window).exists()))]
-        providers = session.scalars(
-            select(Span.provider).where(Span.kind.in_(SPAN_KINDS), *span_window, Span.provider.is_not(None))
-            .distinct()
-        ).all()
+        with_provider = [Span.provider.is_not(None)]  # ix_spans_provider_start is partial on it
+        providers = [p for p in _distinct_by_skipping(session, Span.provider, with_provider) if session.scalar(
+            select(literal(1)).where(select(literal(1)).where(Span.provider == p, *with_provider, *span_window).exists()))]
         tags = _distinct_by_skipping(session, TraceTag.tag)
         combos = session.execute(select(Trace.release, Trace.environment, Trace.status).where(*window).distinct()).all()
         busiest: dict[str, list[str]] = {}
@@ -886,7 +944,7 @@ def filter_options(url: str, flt: TraceFilter) -> dict[str, list[str]]:
         for key, column in (("user_ids", Trace.user_id), ("session_ids", Trace.session_id)):
             volume = func.count().label("volume")
             busiest[key] = list(session.scalars(
-                select(column).where(*(_in_user_order(flt) if column is Trace.user_id and by_user_index else window),
+                select(column).where(*(_in_user_order(flt) if by_user_index else window),
                                      column.is_not(None)).group_by(column)
                 .order_by(volume.desc(), column).limit(OPTIONS_LIMIT)
             ))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -22,8 +23,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from looplab.store.types import JSONType, UTCDateTime
 
@@ -59,6 +63,38 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+class utc_day(ColumnElement[Any]):  # noqa: N801 (used like a SQL function)
+    """The UTC calendar day of a timestamp column or parameter, in a form an index can hold:
+    ``substr(x, 1, 10)`` on SQLite (timestamps are stored as ISO text, naive UTC),
+    ``CAST(x AS DATE)`` elsewhere (immutable on PostgreSQL's ``timestamp without time zone``).
+
+    Monitoring's day-long buckets test ``utc_day(start_time) = utc_day(:bucket_start)``, so an
+    index leading with the day gives each day's values in order (percentiles without sorting).
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.type = String()
+
+
+@compiles(utc_day)
+def _compile_utc_day(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.value, **kw)} AS DATE)"
+
+
+@compiles(utc_day, "sqlite")
+def _compile_utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"substr({compiler.process(element.value, **kw)}, 1, 10)"
+
+
+# Partial indexes hold only the rows monitoring reads from them (the writer pays for no others).
+_LLM_WITH_TTFT = "kind = 'llm' AND ttft_ms IS NOT NULL"
+_WITH_PROVIDER = "provider IS NOT NULL"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
@@ -83,13 +119,19 @@ class Trace(Base):
               "id"),
         Index("ix_traces_session_start", "session_id", "start_time"),
         Index("ix_traces_status_start", "status", "start_time"),
+        # Migration 0005: the release breakdown reads one range a release; the duration index
+        # carries the start so a month's median is read in duration order, testing the window
+        # in the index; the day index gives each UTC day's durations in order.
+        Index("ix_traces_release_start", "release", "start_time", *_TRACE_MEASURES, "id"),
+        Index("ix_traces_duration_ms", "duration_ms", "start_time"),
+        Index("ix_traces_day_duration", utc_day(text("start_time")), "duration_ms"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
     start_time: Mapped[datetime]
     end_time: Mapped[datetime | None]
-    duration_ms: Mapped[float | None] = mapped_column(Float, index=True)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
     session_id: Mapped[str | None] = mapped_column(String(255))
     user_id: Mapped[str | None] = mapped_column(String(255))
     release: Mapped[str | None] = mapped_column(String(255))
@@ -126,6 +168,12 @@ class Span(Base):
         # With the LLM measures and the trace id, monitoring reads spans from these indexes alone.
         Index("ix_spans_model_start", "model", "start_time", "kind", *_SPAN_MEASURES),
         Index("ix_spans_kind_start", "kind", "start_time", "model", *_SPAN_MEASURES),
+        # Migration 0005, partial: each UTC day's times to first token in order (LLM calls that
+        # have one), with what a model, provider or trace filter tests; the providers seen.
+        Index("ix_spans_llm_day_ttft", utc_day(text("start_time")), "ttft_ms", "model", "provider", "trace_id",
+              sqlite_where=text(_LLM_WITH_TTFT), postgresql_where=text(_LLM_WITH_TTFT)),
+        Index("ix_spans_provider_start", "provider", "start_time",
+              sqlite_where=text(_WITH_PROVIDER), postgresql_where=text(_WITH_PROVIDER)),
     )
 
     # Keyed by trace first: trace ids start with the time, so inserts append to the index and a
