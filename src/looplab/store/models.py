@@ -119,7 +119,7 @@ class Trace(Base):
               "id"),
         Index("ix_traces_session_start", "session_id", "start_time"),
         Index("ix_traces_status_start", "status", "start_time"),
-        # Migration 0005: the release breakdown reads one range a release; the duration index
+        # Migration 0007: the release breakdown reads one range a release; the duration index
         # carries the start so a month's median is read in duration order, testing the window
         # in the index; the day index gives each UTC day's durations in order.
         Index("ix_traces_release_start", "release", "start_time", *_TRACE_MEASURES, "id"),
@@ -168,7 +168,7 @@ class Span(Base):
         # With the LLM measures and the trace id, monitoring reads spans from these indexes alone.
         Index("ix_spans_model_start", "model", "start_time", "kind", *_SPAN_MEASURES),
         Index("ix_spans_kind_start", "kind", "start_time", "model", *_SPAN_MEASURES),
-        # Migration 0005, partial: each UTC day's times to first token in order (LLM calls that
+        # Migration 0007, partial: each UTC day's times to first token in order (LLM calls that
         # have one), with what a model, provider or trace filter tests; the providers seen.
         Index("ix_spans_llm_day_ttft", utc_day(text("start_time")), "ttft_ms", "model", "provider", "trace_id",
               sqlite_where=text(_LLM_WITH_TTFT), postgresql_where=text(_LLM_WITH_TTFT)),

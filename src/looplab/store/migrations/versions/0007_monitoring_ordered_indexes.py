@@ -1,7 +1,7 @@
 """monitoring: indexes that give a month's percentiles, releases and providers in index order
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-25 21:00:00
 
 A 30-day Monitoring page missed its 300 ms targets where SQLite had to sort (or keep a heap of)
@@ -26,8 +26,8 @@ The two span indexes are partial, so the tracing writer updates them for LLM cal
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
