@@ -3,12 +3,16 @@
 System messages (all of them, joined by a blank line) become ``system=``; the others keep their
 order. ``max_tokens``, which Anthropic requires, defaults to 1024. ``stop`` (a string or a list)
 is sent as ``stop_sequences``; ``seed`` is not supported by Anthropic and is left out, so one
-params set fits both providers. ``json_output`` changes nothing in the request: the prompt must
+params set fits both providers. ``temperature``, ``top_p`` and ``top_k`` go in the request body
+even where the installed SDK no longer lists them (2.x SDKs dropped them from
+``messages.create``): the API then accepts them or says why not. ``json_output`` changes nothing in the request: the prompt must
 ask for JSON. Input tokens include cache reads and writes (looplab's convention, as on spans).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 from typing import Any
@@ -53,9 +57,24 @@ def client_for(endpoint: Endpoint, timeout: float) -> Any:
     return client
 
 
+_SAMPLING = ("temperature", "top_p", "top_k")
+
+
+@functools.cache
+def _sdk_arguments() -> frozenset[str]:
+    anthropic = _sdk()
+    try:
+        return frozenset(inspect.signature(anthropic.resources.messages.Messages.create).parameters)
+    except (AttributeError, TypeError, ValueError):  # another SDK layout: assume it takes them
+        return frozenset(_SAMPLING)
+
+
 def request_kwargs(ref: ModelRef, messages: list[dict[str, Any]], params: dict[str, Any] | None) -> dict[str, Any]:
     """The messages call's arguments."""
     given = check_params("anthropic", params, ANTHROPIC_PARAMS)
+    extra_body = {k: given.pop(k) for k in _SAMPLING if k in given and k not in _sdk_arguments()}
+    if extra_body:
+        given["extra_body"] = extra_body
     given.pop("seed", None)
     stop = given.pop("stop", None)
     if stop is not None and "stop_sequences" not in given:
