@@ -478,3 +478,38 @@ def test_a_failed_call_is_a_traced_error(traced: str, fake: FakeLLM) -> None:
     assert looplab.flush()
     llm = [s for s in stored_spans(traced) if s["kind"] == "llm"]
     assert len(llm) == 1 and llm[0]["status"] == "error" and "429" in llm[0]["error"]
+
+
+# --- the Settings page ----------------------------------------------------------------------------
+
+
+def test_settings_page_lists_providers_and_tests_connections(db_url: str, fake: FakeLLM,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    monkeypatch.setenv("LOOPLAB_OPENAI_COMPATIBLE_LOCAL_BASE_URL", fake.openai_base_url)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=30).run()
+    at.switch_page("app_pages/settings.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value if len(at.dataframe) else None
+    assert table is not None
+    assert any("OpenAI-compatible" in str(v) for v in table["provider"])
+    assert at.text_input(key="settings_provider_model_mock").value == "mock:support"
+    assert at.text_input(key="settings_provider_model_openai-compatible:local").value == ""
+
+    at.button(key="settings_provider_test_mock").click().run()
+    assert any(s.value.startswith("Connected to mock:support in ") for s in at.success)
+
+    fake.enqueue(Reply(status=429))
+    at.button(key="settings_provider_test_openai").click().run()
+    assert not at.exception
+    assert any("HTTP 429" in e.value for e in at.error)
+
+    at.text_input(key="settings_provider_model_openai-compatible:local").set_value(
+        "openai-compatible:local/llama3.1:8b").run()
+    at.button(key="settings_provider_test_openai-compatible:local").click().run()
+    assert any("Connected to openai-compatible:local/llama3.1:8b" in s.value for s in at.success)
+    shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "success", "error", "dataframe")
+                      for e in at.get(kind))
+    assert OPENAI_KEY not in shown and ANTHROPIC_KEY not in shown

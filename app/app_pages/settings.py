@@ -10,8 +10,9 @@ from looplab import __version__
 from looplab.annotation.users import add_user, list_users, remove_user
 from looplab.errors import LooplabError
 from looplab.store.models import ROLES
-from looplab.config import configured_providers, settings_from_env
+from looplab.config import settings_from_env
 from looplab.overview import store_info
+from looplab.providers import available_providers, check_connection
 
 url = database_url()
 info = store_info(url)
@@ -48,9 +49,31 @@ with st.expander("Send a trace from your app"):
     st.code(FIRST_TRACE_CODE, language="python")
 
 st.subheader("Model providers")
-st.caption("Keys are read from the environment, never stored in the database nor shown here.")
-st.dataframe([{"provider": name, "configured": ok} for name, ok in configured_providers().items()], hide_index=True)
-st.caption("Connection tests and OpenAI-compatible endpoints come with experiments (issue #5).")
+st.caption("Keys are read from the environment or `.streamlit/secrets.toml`, never stored in the database nor "
+           "shown here. Experiments and LLM judges name models as `openai:<model>`, `anthropic:<model>`, "
+           "`openai-compatible:<endpoint>/<model>` or `mock:<name>` (offline).")
+provider_statuses = available_providers()
+st.dataframe(
+    [{"provider": p.label, "configured": p.configured, "SDK installed": p.installed,
+      "base URL": p.base_url or "default", "settings": p.source} for p in provider_statuses],
+    hide_index=True,
+)
+for status in (p for p in provider_statuses if p.usable):
+    name_col, model_col, button_col = st.columns([2, 3, 2], vertical_alignment="bottom")
+    name_col.markdown(f"**{status.label}**")
+    example = status.example_model
+    test_model = model_col.text_input(
+        "Model", key=f"settings_provider_model_{status.provider}", value="" if "<" in example else example,
+        placeholder=example, label_visibility="collapsed",
+    )
+    clicked = button_col.button("Test connection", key=f"settings_provider_test_{status.provider}",
+                                disabled=not test_model.strip())
+    if clicked:
+        with st.spinner(f"Calling {test_model}..."):
+            try:
+                st.success(check_connection(test_model.strip()))
+            except LooplabError as err:
+                st.error(str(err))
 
 st.subheader("Sign-in")
 mode = sign_in_mode(url)
