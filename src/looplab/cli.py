@@ -32,6 +32,7 @@ from looplab.datasets.cli import dataset_app
 from looplab.demo import seed
 from looplab.errors import ConfigError, LooplabError
 from looplab.evaluation.cli import evaluate_app
+from looplab.experiments.cli import experiment_app
 from looplab.store.engine import get_engine, upgrade
 from looplab.store.queries import (
     TRACE_CSV_COLUMNS,
@@ -75,6 +76,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(users_app, name="users")
 app.add_typer(queue_app, name="queue")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(experiment_app, name="experiment")
 
 
 

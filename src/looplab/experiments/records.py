@@ -121,3 +121,35 @@ def promote_experiment(url: str, experiment: int | str) -> ExperimentInfo:
         assert row is not None
         row.promoted_at = utcnow()
     return get_experiment(url, info.id)
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """One score name over an experiment's items: how many, their mean, how many failed to evaluate."""
+
+    name: str
+    count: int  # scores with a value
+    mean: float | None
+    errors: int  # evaluations that gave no value
+
+
+def score_summary(url: str, experiment_id: int) -> list[ScoreSummary]:
+    """Each score name's count and mean over the experiment's items (SQL aggregates), by name."""
+    from looplab.store.models import Score
+
+    with read_session(url) as session:
+        rows = session.execute(
+            select(Score.name, func.count(Score.value), func.avg(Score.value),
+                   func.coalesce(func.sum(case((Score.value.is_(None) & Score.label.is_(None), 1), else_=0)), 0))
+            .join(ExperimentItem, ExperimentItem.id == Score.experiment_item_id)
+            .where(ExperimentItem.experiment_id == experiment_id)
+            .group_by(Score.name).order_by(Score.name)).all()
+    return [ScoreSummary(name, int(count), float(mean) if mean is not None else None, int(errors))
+            for name, count, mean, errors in rows]
+
+
+def mean_latency_ms(url: str, experiment_id: int) -> float | None:
+    with read_session(url) as session:
+        value = session.scalar(select(func.avg(ExperimentItem.latency_ms))
+                               .where(ExperimentItem.experiment_id == experiment_id, ExperimentItem.status == "ok"))
+    return float(value) if value is not None else None
