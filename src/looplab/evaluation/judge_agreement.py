@@ -224,7 +224,7 @@ def judge_agreement(
         and_(judge.experiment_item_id.is_(None), human.experiment_item_id.is_(None), judge.trace_id == human.trace_id),
         and_(judge.experiment_item_id.is_not(None), judge.experiment_item_id == human.experiment_item_id),
     ]
-    columns = (EvaluatorRow.name, judge.evaluator_version, judge.name, judge.trace_id, judge.experiment_item_id,
+    columns = (EvaluatorRow.name.label("evaluator"), judge.evaluator_version, judge.name.label("score"), judge.trace_id, judge.experiment_item_id,
                judge.id, judge.value, judge.label, judge.created_at, judge.config_id,
                human.id.label("h_id"), human.value.label("h_value"), human.label.label("h_label"),
                human.metadata_json.label("h_meta"), human.created_at.label("h_at"), human.config_id.label("h_config"))
@@ -245,7 +245,7 @@ def judge_agreement(
             if score_name is not None:
                 query = query.where(judge.name == score_name)
             for row in session.execute(query):
-                key = (row[0], row.evaluator_version, row.name)
+                key = (row.evaluator, row.evaluator_version, row.score)
                 target = ("item", row.experiment_item_id) if row.experiment_item_id is not None else \
                     ("trace", row.trace_id)
                 earlier = judged[key].get(target)
@@ -257,7 +257,7 @@ def judge_agreement(
                 if (row.h_id, target) in seen_human:
                     continue
                 seen_human.add((row.h_id, target))
-                person = people.setdefault((row.name, target), _Human([], []))
+                person = people.setdefault((row.score, target), _Human([], []))
                 if (row.h_meta or {}).get("adjudicated"):
                     if person.at is None or row.h_at >= person.at:
                         person.adjudicated, person.at = (row.h_value, row.h_label), row.h_at
