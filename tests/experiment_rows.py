@@ -3,13 +3,13 @@ evaluators would leave them, for the comparison and gate tests."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from looplab.store.engine import write_session
 from looplab.store.models import Dataset, DatasetItem, Experiment, ExperimentItem, Score
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def insert_dataset(url: str, name: str, items: dict[str, tuple[Any, Any]],

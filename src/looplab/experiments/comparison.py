@@ -38,7 +38,14 @@ from looplab.experiments.statistics import (
     win_tie_loss,
 )
 from looplab.store.engine import read_session
-from looplab.store.models import Dataset, DatasetItem, Evaluator, Experiment, ExperimentItem, Score
+from looplab.store.models import (
+    Dataset,
+    DatasetItem,
+    Evaluator,
+    Experiment,
+    ExperimentItem,
+    Score,
+)
 
 TIE = 1e-9  # differences this small are ties
 Segment = tuple[Literal["equal", "insert", "delete"], str]
@@ -514,13 +521,13 @@ def _compare_evaluators(candidate: _Side, baseline: _Side, common: list[str], co
         base, cand = base[paired], cand[paired]
         diffs = cand - base
         n = int(base.size)
-        common_fields: dict[str, Any] = dict(
-            name=name, n=n,
-            baseline_n=sum(1 for s in baseline.scores.values() if name in s),
-            candidate_n=sum(1 for s in candidate.scores.values() if name in s),
-            baseline_versions=tuple(sorted(baseline.versions.get(name, ()))),
-            candidate_versions=tuple(sorted(candidate.versions.get(name, ()))),
-        )
+        common_fields: dict[str, Any] = {
+            "name": name, "n": n,
+            "baseline_n": sum(1 for s in baseline.scores.values() if name in s),
+            "candidate_n": sum(1 for s in candidate.scores.values() if name in s),
+            "baseline_versions": tuple(sorted(baseline.versions.get(name, ()))),
+            "candidate_versions": tuple(sorted(candidate.versions.get(name, ()))),
+        }
         if n == 0:
             results.append(EvaluatorComparison(baseline_mean=None, candidate_mean=None, mean_delta=None, ci_low=None,
                                                ci_high=None, p_value=None, test="none", wins=0, ties=0, losses=0,
