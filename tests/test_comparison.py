@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from looplab.errors import ConfigError, NotFound
-from looplab.experiments.comparison import compare, filter_items, output_text, sort_items, word_diff
+from looplab.experiments.comparison import (
+    compare,
+    filter_items,
+    output_text,
+    sort_items,
+    word_diff,
+)
 from looplab.store.engine import write_session
 from looplab.store.models import ExperimentItem, Score
 from tests.experiment_rows import T0, insert_dataset, insert_experiment
