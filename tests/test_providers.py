@@ -22,10 +22,10 @@ from looplab.providers import (
     available_providers,
     check_connection,
     complete,
+    openai_api,
     parse_model,
 )
 from looplab.providers import mock as mock_module
-from looplab.providers import openai_api
 from looplab.providers.endpoints import resolve
 from looplab.tracing.pricing import cost_usd
 from tests.fakes.llm_server import FakeLLM, Reply
@@ -290,7 +290,8 @@ def test_available_providers_never_returns_a_key(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("LOOPLAB_OPENAI_COMPATIBLE_LOCAL_API_KEY", "local-secret-key")
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text(
-        f'[anthropic]\napi_key = "{ANTHROPIC_KEY}"\n[openai_compatible.ollama]\nbase_url = "http://127.0.0.1:11434/v1"\n'
+        f'[anthropic]\napi_key = "{ANTHROPIC_KEY}"\n'
+        '[openai_compatible.ollama]\nbase_url = "http://127.0.0.1:11434/v1"\n'
     )
     statuses = {s.provider: s for s in available_providers()}
     assert set(statuses) == {"openai", "anthropic", "openai-compatible:local", "openai-compatible:ollama", "mock"}
@@ -337,7 +338,8 @@ def test_providers_import_without_the_sdks() -> None:
     )
     env = {**os.environ, "OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

@@ -4,9 +4,9 @@ System messages (all of them, joined by a blank line) become ``system=``; the ot
 order. ``max_tokens``, which Anthropic requires, defaults to 1024. ``stop`` (a string or a list)
 is sent as ``stop_sequences``; ``seed`` is not supported by Anthropic and is left out, so one
 params set fits both providers. ``temperature``, ``top_p`` and ``top_k`` go in the request body
-even where the installed SDK no longer lists them (2.x SDKs dropped them from
-``messages.create``): the API then accepts them or says why not. ``json_output`` changes nothing in the request: the prompt must
-ask for JSON. Input tokens include cache reads and writes (looplab's convention, as on spans).
+even where the installed SDK no longer lists them (2.x SDKs dropped them from ``messages.create``):
+the API then accepts them or says why not. ``json_output`` changes nothing in the request: the
+prompt must ask for JSON. Input tokens include cache reads and writes (looplab's convention, as on spans).
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any
 from looplab.errors import ConfigError
 from looplab.providers.endpoints import Endpoint, resolve, safe_url
 from looplab.providers.failures import to_provider_error, unreadable
-from looplab.providers.models import ANTHROPIC_PARAMS, Completion, ModelRef, check_params, content_text
+from looplab.providers.models import (
+    ANTHROPIC_PARAMS,
+    Completion,
+    ModelRef,
+    check_params,
+    content_text,
+)
 from looplab.tracing.pricing import cost_usd
 
 DEFAULT_MAX_TOKENS = 1024

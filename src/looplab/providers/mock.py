@@ -79,7 +79,13 @@ import time
 from typing import Any
 
 from looplab.errors import ConfigError
-from looplab.providers.models import MOCK_PARAMS, Completion, ModelRef, check_params, content_text
+from looplab.providers.models import (
+    MOCK_PARAMS,
+    Completion,
+    ModelRef,
+    check_params,
+    content_text,
+)
 from looplab.tracing.context import finish_span, open_span
 
 DEFAULT_QUALITY = 0.8
@@ -164,12 +170,12 @@ _STOPWORDS = frozenset(
 )
 
 _GOOD_TEMPLATES = (
-    "Thanks for reaching out! About {topic}: open Settings, find the {key} section and follow the steps "
-    "there; the change applies right away. If anything looks off, reply here and I'll take a look.",
-    "Happy to help with {topic}. You can manage {key} from your account page: choose the option you need, "
-    "confirm, and you'll get an email once it's done.",
-    "Good question about {topic}. The quickest way is through the {key} page in your dashboard; it walks "
-    "you through each step, and our help center has a short guide on it too.",
+    ("Thanks for reaching out! About {topic}: open Settings, find the {key} section and follow the steps "
+     "there; the change applies right away. If anything looks off, reply here and I'll take a look."),
+    ("Happy to help with {topic}. You can manage {key} from your account page: choose the option you need, "
+     "confirm, and you'll get an email once it's done."),
+    ("Good question about {topic}. The quickest way is through the {key} page in your dashboard; it walks "
+     "you through each step, and our help center has a short guide on it too."),
 )
 _VAGUE = (
     "I'm not sure about that. Please contact support for more help.",
@@ -247,7 +253,7 @@ def judge(messages: list[dict[str, Any]], digest: bytes) -> dict[str, Any]:
         return {"reasoning": reasoning, "label": label}
     low, high, whole = _scale(_block(text, "scale"))
     value = low + sim * (high - low)
-    score: float | int = int(round(value)) if whole else round(value, 2)
+    score: float | int = round(value) if whole else round(value, 2)
     return {"reasoning": reasoning, "score": score}
 
 
