@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from looplab.annotation.score_configs import create_score_config, get_score_config, list_score_configs
-from looplab.annotation.users import add_user, get_user, list_users, remove_user
+from looplab.annotation.score_configs import (
+    create_score_config,
+    get_score_config,
+    list_score_configs,
+)
+from looplab.annotation.sessions import make_token
+from looplab.annotation.users import (
+    add_user,
+    get_user,
+    list_users,
+    remove_user,
+    set_password,
+    set_role,
+)
 from looplab.store.engine import read_session
 from looplab.store.ingest import insert_traces
 from looplab.store.models import Score
@@ -25,8 +40,12 @@ OIDC_SECRETS = {"auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback",
 
 
 @pytest.fixture
-def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    # The session secret of a PostgreSQL database is generated under $XDG_CONFIG_HOME: not the home folder.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("LOOPLAB_SECRET_KEY", raising=False)
+    monkeypatch.delenv("LOOPLAB_SESSION_HOURS", raising=False)
     yield db_url
 
 
@@ -158,6 +177,112 @@ def test_sign_out_and_removal(team: str) -> None:
     at.run()
     assert at.title[0].value == "Sign in to looplab"
     assert any("removed" in w.value for w in at.warning)
+
+
+# --- Staying signed in: the session cookie -------------------------------------------------------
+# AppTest cannot send cookies (st.context.cookies is empty there), so these tests stand in for the
+# browser: they read the cookie script the app shows and hand its token to a new session through a
+# patched st.context.cookies. tests/test_browser_auth.py checks that a real browser keeps the cookie.
+
+
+def browser_cookies(monkeypatch: pytest.MonkeyPatch, cookies: dict[str, str]) -> None:
+    """What the browser sends when a new session connects (a reload, a link, a new tab)."""
+    from streamlit.runtime.context import ContextProxy, StreamlitCookies
+
+    monkeypatch.setattr(ContextProxy, "cookies", property(lambda self: StreamlitCookies(dict(cookies))))
+
+
+def cookie_scripts(at: AppTest) -> list[str]:
+    return [e.proto.body for e in at.get("html") if "document.cookie" in e.proto.body]
+
+
+def session_token(at: AppTest) -> str:
+    (script,) = cookie_scripts(at)
+    match = re.search(r"looplab_session=([^;]+); Path=/; Max-Age=(\d+); SameSite=Strict", script)
+    assert match, script
+    return match.group(1)
+
+
+def test_signing_in_keeps_a_new_session_signed_in(team: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = sign_in(start(), "ann", "annann-pw")
+    assert at.title[0].value == "Annotate"
+    (script,) = cookie_scripts(at)
+    assert "Max-Age=43200; SameSite=Strict" in script and "'; Secure'" in script
+    token = session_token(at)
+    assert cookie_scripts(at.run()) == []  # given once
+
+    browser_cookies(monkeypatch, {"looplab_session": token, "_streamlit_xsrf": "x"})
+    again = start()  # a reload: a new session, with the cookie
+    assert not again.exception
+    assert again.title[0].value == "Annotate"
+    assert again.session_state["viewer"].username == "ann"
+    assert any("Signed in as **Ann (ann)** · annotator" in c.value for c in again.sidebar.caption)
+    assert cookie_scripts(again) == []
+
+    set_role(team, "ann", "engineer")  # the role comes from the users table, not the cookie
+    assert [p for p in EVERY_PAGE if can_open(start(), p)] == EVERY_PAGE
+
+
+def test_signing_out_clears_the_cookie(team: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = session_token(sign_in(start(), "eng", "engeng-pw"))
+    browser_cookies(monkeypatch, {"looplab_session": token})
+    at = start()
+    assert at.session_state["viewer"].username == "eng"
+    at.sidebar.button(key="auth_sign_out").click().run()
+    assert at.title[0].value == "Sign in to looplab"
+    (script,) = cookie_scripts(at)
+    assert "looplab_session=; Path=/; Max-Age=0" in script
+    # This session still holds the cookie it connected with: it must not sign them back in.
+    at.run()
+    assert at.title[0].value == "Sign in to looplab" and "viewer" not in at.session_state
+    at = sign_in(at, "eng", "engeng-pw")  # signing in again in the same session gives a new cookie
+    assert at.session_state["viewer"].username == "eng" and session_token(at)
+
+
+@pytest.mark.parametrize("change", ["tampered", "password", "removed", "expired", "other secret"])
+def test_a_cookie_no_longer_valid_asks_to_sign_in(team: str, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    token = session_token(sign_in(start(), "ann", "annann-pw"))
+    if change == "tampered":
+        admin = make_token("ada", "anything", b"guess", int(time.time()) + 3600).split(".")[1]
+        token = ".".join([token.split(".")[0], admin, *token.split(".")[2:]])
+    elif change == "password":
+        set_password(team, "ann", "a-new-password")
+    elif change == "removed":
+        remove_user(team, "ann")
+    elif change == "expired":
+        later = time.time() + 12 * 3600 + 1
+        monkeypatch.setattr("looplab.annotation.sessions.time", SimpleNamespace(time=lambda: later))
+    else:
+        monkeypatch.setenv("LOOPLAB_SECRET_KEY", "another-secret-" * 3)
+    browser_cookies(monkeypatch, {"looplab_session": token})
+    at = start()
+    assert not at.exception
+    assert at.title[0].value == "Sign in to looplab" and "viewer" not in at.session_state
+    assert "Your sign-in on this browser expired or your account changed" in texts(at)
+    (script,) = cookie_scripts(at)
+    assert "Max-Age=0" in script
+    assert not can_open(at, "annotate")
+
+
+def test_session_length_and_secret_settings(team: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLAB_SESSION_HOURS", "1.5")
+    at = sign_in(start(), "ada", "adaada-pw")
+    assert "Max-Age=5400;" in cookie_scripts(at)[0]
+    monkeypatch.setenv("LOOPLAB_SECRET_KEY", "too-short")
+    at = sign_in(start(), "ada", "adaada-pw")  # signed in all the same, only not remembered
+    assert at.session_state["viewer"].username == "ada" and cookie_scripts(at) == []
+    assert any("will not stay signed in after a reload" in w.value and "LOOPLAB_SECRET_KEY" in w.value
+               for w in at.sidebar.warning)
+
+
+def test_a_deep_link_survives_the_sign_in_screen(team: str) -> None:
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.query_params["dataset"] = "golden"
+    at.run()
+    assert at.title[0].value == "Sign in to looplab"
+    at = sign_in(at, "eng", "engeng-pw")
+    assert not at.exception
+    assert at.query_params["dataset"] == "golden"  # the page is kept too: tests/test_browser_auth.py
 
 
 # --- OIDC -----------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_an_annotator_labels_with_the_keyboard_and_an_engineer_sees_the_dataset_
         wait_idle(page)
         expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
         # Open the only dataset: the row marker of the grid's first row (grids are canvases; a link
-        # would reload the page, and a reload signs a local user out).
+        # would reload the page, a new session that the session cookie keeps signed in).
         grid = page.locator('[data-testid="stDataFrame"]').first
         box = grid.bounding_box()
         page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)

@@ -1,29 +1,40 @@
-"""Sign-in in a real browser: an annotator who types another page's URL still sees only Annotate."""
+"""Sign-in in a real browser: an annotator who types another page's URL still sees only Annotate, and
+a password sign-in survives reloads and links (the session cookie) until signing out."""
 
 from __future__ import annotations
 
+import stat
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from looplab.annotation.users import add_user
+from looplab.store.ingest import insert_traces
 from tests.browser import CHROMIUM_ARGS, chromium_path, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
+TRACE_ID = "5e55" * 8
+
 
 @pytest.fixture(scope="module")
-def app_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+def app_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, Path]]:
     chromium = chromium_path()
     from playwright.sync_api import sync_playwright
 
-    db = f"sqlite:///{Path(tmp_path_factory.mktemp('auth')) / 'looplab.db'}"
+    folder = Path(tmp_path_factory.mktemp("auth"))
+    db = f"sqlite:///{folder / 'looplab.db'}"
     add_user(db, "ada", "adaada-pw", "admin")
     add_user(db, "ann", "annann-pw", "annotator", display_name="Ann")
+    now = datetime.now(timezone.utc)
+    insert_traces(db, [{"trace_id": TRACE_ID, "name": "refund-chat", "start_time": now.isoformat(),
+                        "end_time": (now + timedelta(seconds=1)).isoformat(), "spans": []}])
     with running_app(db) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield base, browser
+        yield base, browser, folder
         browser.close()
 
 
@@ -48,7 +59,7 @@ def sign_in(page, base: str, username: str, password: str) -> None:  # type: ign
 def test_an_annotator_cannot_open_other_pages_by_url(app_with_users) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    base, browser = app_with_users
+    base, browser, _ = app_with_users
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base}/settings")
     wait_idle(page)
@@ -83,7 +94,7 @@ def test_an_annotator_cannot_open_other_pages_by_url(app_with_users) -> None:  #
 def test_an_admin_sees_every_page_and_signs_out(app_with_users) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    base, browser = app_with_users
+    base, browser, _ = app_with_users
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, base, "ada", "adaada-pw")
     links = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
@@ -92,4 +103,56 @@ def test_an_admin_sees_every_page_and_signs_out(app_with_users) -> None:  # type
     page.get_by_role("button", name="Sign out").click()
     wait_idle(page)
     expect(page.get_by_role("heading", name="Sign in to looplab", exact=True)).to_be_visible()
+    page.close()
+
+
+def test_a_password_sign_in_survives_links_and_reloads_until_sign_out(app_with_users) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    base, browser, folder = app_with_users
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # its own context: no cookies yet
+    link = f"{base}/traces?trace={TRACE_ID}"
+    trace_heading = page.get_by_role("heading", name="refund-chat", exact=True)
+    sign_in_heading = page.get_by_role("heading", name="Sign in to looplab", exact=True)
+
+    # A shared deep link asks to sign in, keeping its URL, then opens what it named.
+    page.goto(link)
+    wait_idle(page)
+    expect(sign_in_heading).to_be_visible()
+    assert page.url == link and not page.get_by_role("dialog").count()  # no "Page not found"
+    page.get_by_role("textbox", name="Username", exact=True).fill("ada")
+    page.get_by_role("textbox", name="Password", exact=True).fill("adaada-pw")
+    page.get_by_role("button", name="Sign in").click()
+    wait_idle(page)
+    expect(trace_heading).to_be_visible()
+    assert page.url.startswith(link)
+
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "looplab_session"]
+    assert (cookie["domain"], cookie["path"], cookie["sameSite"]) == ("127.0.0.1", "/", "Strict")
+    assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+    secret = folder / "looplab.db.secret"  # generated on first use, readable by its owner only
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+    # Every full page load is a new Streamlit session: a reload, a link the app renders, a shared link.
+    page.reload()
+    wait_idle(page)
+    expect(trace_heading).to_be_visible()
+    page.goto(f"{base}/datasets")
+    wait_idle(page)
+    expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
+    page.goto(link)
+    wait_idle(page)
+    expect(trace_heading).to_be_visible()
+    expect(page.get_by_text("Signed in as ada · admin")).to_be_visible()
+
+    # Signing out forgets the browser too: a reload asks to sign in again.
+    page.get_by_role("button", name="Sign out").click()
+    wait_idle(page)
+    expect(sign_in_heading).to_be_visible()
+    assert not [c for c in page.context.cookies() if c["name"] == "looplab_session"]
+    page.reload()
+    wait_idle(page)
+    expect(sign_in_heading).to_be_visible()
+    assert not trace_heading.count()
+    assert not page.locator('[data-testid="stException"]').count()
     page.close()
