@@ -61,7 +61,7 @@ def try_case(spec: Mapping[str, Any], *, url: str, input: str, output: str, expe
     """Run the evaluator ``spec`` on one typed-in case (context: one passage a paragraph)."""
     passages = [p.strip() for p in (context or "").split("\n\n") if p.strip()] or None
     evaluator = build_evaluator(dict(spec), url=url)
-    return evaluator.evaluate(EvalCase(input=input, output=output, expected=(expected or None) if expected else None,
+    return evaluator.evaluate(EvalCase(input=input, output=output, expected=expected or None,
                                        context=passages))
 
 
