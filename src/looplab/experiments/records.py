@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
-from looplab.errors import ConfigError, NotFound
-from looplab.store.engine import read_session, write_session
+from looplab.errors import NotFound
+from looplab.store.engine import read_session
 from looplab.store.models import Dataset, Experiment, ExperimentItem
-from looplab.store.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -113,14 +112,10 @@ def experiment_progress(url: str, experiment_id: int) -> Progress:
 
 def promote_experiment(url: str, experiment: int | str) -> ExperimentInfo:
     """Make a completed experiment its dataset's baseline (the newest promoted one is the baseline)."""
-    info = get_experiment(url, experiment)
-    if info.status != "completed":
-        raise ConfigError(f"Experiment {info.name!r} is {info.status}; only a completed run can be the baseline.")
-    with write_session(url) as session:
-        row = session.get(Experiment, info.id)
-        assert row is not None
-        row.promoted_at = utcnow()
-    return get_experiment(url, info.id)
+    from looplab.experiments.gate import promote
+
+    promote(url, get_experiment(url, experiment).id)
+    return get_experiment(url, experiment)
 
 
 @dataclass(frozen=True)

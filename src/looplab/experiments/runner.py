@@ -30,17 +30,19 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 import looplab
@@ -58,7 +60,7 @@ from looplab.experiments.variants import (
     save_variant,
 )
 from looplab.store.engine import read_session, write_session
-from looplab.store.models import Experiment, ExperimentItem
+from looplab.store.models import Experiment, ExperimentItem, Score
 from looplab.store.types import utcnow
 from looplab.tracing import runtime
 
@@ -73,6 +75,8 @@ MAX_RETRY_DELAY = 60.0
 _WRITE_BATCH = 50
 _WRITE_EVERY = 0.5  # seconds: results wait at most this long to be written
 _CHUNK = 200  # items looked up at once for "already done"
+_ITEMS = ExperimentItem.__table__
+_SCORES = Score.__table__
 
 
 @dataclass(frozen=True)
@@ -332,8 +336,6 @@ def _clear_errors(url: str, experiment_id: int) -> int:
         ids = list(session.scalars(select(ExperimentItem.id).where(ExperimentItem.experiment_id == experiment_id,
                                                                    ExperimentItem.status == "error")))
         for start in range(0, len(ids), 500):
-            from looplab.store.models import Score
-
             chunk = ids[start:start + 500]
             session.execute(delete(Score).where(Score.experiment_item_id.in_(chunk)))
             session.execute(delete(ExperimentItem).where(ExperimentItem.id.in_(chunk)))
@@ -483,17 +485,22 @@ class _Run:
         from looplab.evaluation.registry import score_rows
 
         now = utcnow()
+        rows = [{"experiment_id": self.info.id, "dataset_item_id": r.item.item_id,
+                 "dataset_item_row_id": r.item.version_id, "trace_id": r.trace_id, "output_json": r.output,
+                 "latency_ms": r.latency_ms, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                 "cost_usd": r.cost_usd, "status": "error" if r.error else "ok", "error": r.error, "created_at": now}
+                for r in results]
         with write_session(self.url) as session:
-            rows = [ExperimentItem(
-                experiment_id=self.info.id, dataset_item_id=r.item.item_id, dataset_item_row_id=r.item.version_id,
-                trace_id=r.trace_id, output_json=r.output, latency_ms=r.latency_ms, input_tokens=r.input_tokens,
-                output_tokens=r.output_tokens, cost_usd=r.cost_usd, status="error" if r.error else "ok",
-                error=r.error, created_at=now) for r in results]
-            session.add_all(rows)
-            session.flush()
-            for row, result in zip(rows, results):
+            # Core inserts (not ORM objects): a batch of items is one statement, their ids come back in order.
+            ids = list(session.scalars(insert(_ITEMS).returning(_ITEMS.c.id, sort_by_parameter_order=True), rows))
+            scores = []
+            for item_id, result in zip(ids, results):
                 for pinned, evaluation in result.evaluations:
-                    session.add_all(score_rows(evaluation, experiment_item_id=row.id, evaluator_id=pinned.id))
+                    for score in score_rows(evaluation, experiment_item_id=item_id, evaluator_id=pinned.id,
+                                            created_at=now):
+                        scores.append({c.key: getattr(score, c.key) for c in _SCORES.columns})
+            if scores:
+                session.execute(insert(_SCORES), scores)
 
     def poll(self) -> bool:
         """Write the heartbeat; True when a cancel was asked for."""
@@ -546,7 +553,9 @@ def run_experiment(
         progress(done, total)
 
     pending: list[_Result] = []
-    in_flight: set[Future[_Result]] = set()
+    finished_queue: queue.SimpleQueue[tuple[_Result | None, BaseException | None]] = queue.SimpleQueue()
+    submitted: deque[Future[None]] = deque()
+    in_flight = 0
     cancelled = False
     failure: BaseException | None = None
     last_write = time.monotonic()
@@ -554,25 +563,44 @@ def run_experiment(
     concurrency = info.concurrency or 8
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"looplab-experiment-{experiment_id}")
 
+    def work(item: ItemVersion) -> None:
+        try:
+            finished_queue.put((run.run_item(item), None))
+        except BaseException as err:  # handed to the coordinating thread, which stops the run
+            finished_queue.put((None, err))
+
     def collect(block: bool) -> None:
-        nonlocal done, ran, failure
-        if not in_flight:
-            return
-        finished, _ = wait(in_flight, timeout=poll_interval if block else 0, return_when=FIRST_COMPLETED)
-        for future in finished:
-            in_flight.discard(future)
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is not None:
-                failure = failure or error
-                run.halt.set()
-                continue
-            pending.append(future.result())
-            done += 1
-            ran += 1
-        if finished and progress is not None:
+        """Take the results that finished (waiting up to ``poll_interval`` for one when ``block``)."""
+        nonlocal in_flight, done, ran, failure
+        got = 0
+        try:
+            entry = finished_queue.get(timeout=poll_interval) if block else finished_queue.get_nowait()
+            while True:
+                in_flight -= 1
+                got += 1
+                result, error = entry
+                if error is not None:
+                    failure = failure or error
+                    run.halt.set()
+                elif result is not None:
+                    pending.append(result)
+                    done += 1
+                    ran += 1
+                entry = finished_queue.get_nowait()
+        except queue.Empty:
+            pass
+        while submitted and submitted[0].done():
+            submitted.popleft()
+        if got and progress is not None:
             progress(done, total)
+
+    def drop_queued() -> None:
+        """Cancel the items handed to the pool that have not started; those running finish."""
+        nonlocal in_flight
+        for future in submitted:
+            if future.cancel():
+                in_flight -= 1
+        submitted.clear()
 
     def maintain(force: bool = False) -> None:
         nonlocal last_write, last_poll, cancelled
@@ -597,35 +625,33 @@ def run_experiment(
                 for item in chunk:
                     if item.item_id in finished_ids:
                         continue
-                    while len(in_flight) >= 2 * concurrency and failure is None and not cancelled:
+                    while in_flight >= 2 * concurrency and failure is None and not cancelled:
                         collect(block=True)
                         maintain()
-                    if cancelled or failure is not None or (stop is not None and stop.is_set()):
-                        cancelled = cancelled or (stop is not None and stop.is_set())
+                    if stop is not None and stop.is_set():
+                        cancelled = True
+                    if cancelled or failure is not None:
                         break
-                    in_flight.add(executor.submit(run.run_item, item))
+                    submitted.append(executor.submit(work, item))
+                    in_flight += 1
                     collect(block=False)
                     maintain()
         if cancelled or failure is not None:
-            for future in list(in_flight):
-                if future.cancel():
-                    in_flight.discard(future)
-        while in_flight:
+            drop_queued()
+        while in_flight > 0:
             collect(block=True)
             maintain()
         maintain(force=True)
     except BaseException as err:  # the database went away, Ctrl+C, ...
         failure = failure or err
         run.halt.set()
-        for future in list(in_flight):
-            future.cancel()
+        drop_queued()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
     if failure is not None:
         try:  # keep what finished: a resume will not pay for it again
-            while in_flight:
-                collect(block=True)
+            collect(block=False)
             run.write(pending)
         except Exception:
             log.exception("could not write the last results of experiment %s", experiment_id)
