@@ -41,6 +41,9 @@ bench: $(VENV)/.installed-test
 bench-monitoring: $(VENV)/.installed-test
 	$(VPY) -m bench.monitoring
 
+bench-experiments: $(VENV)/.installed-test  # experiment runner: 500 items vs the ideal, memory up to 20,000 items
+	$(VPY) -m bench.experiments
+
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
