@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -20,10 +19,15 @@ import looplab
 from looplab.datasets import NewItem, add_items, create_dataset
 from looplab.errors import ConfigError
 from looplab.experiments import worker
-from looplab.experiments.records import get_experiment, list_experiments, promote_experiment
+from looplab.experiments.records import (
+    get_experiment,
+    list_experiments,
+    promote_experiment,
+)
 from looplab.experiments.runner import (
     create_experiment,
     experiment_items,
+    pid_alive,
     request_cancel,
     run_experiment,
 )
@@ -288,6 +292,7 @@ def test_a_launched_worker_finishes_and_status_reports_it(db_url: str) -> None:
     status = worker.status(db_url, eid)
     assert (status.status, status.done, status.total, status.errors) == ("completed", 12, 12, 0)
     assert status.cost_usd == 0.0 and status.fraction == 1.0
+    wait_for(lambda: not pid_alive(pid))  # the log's last line comes after the status is stored
     if db_url.startswith("sqlite"):
         assert status.log_path and "completed" in open(status.log_path, encoding="utf-8").read()
     with pytest.raises(ConfigError, match="nothing left"):

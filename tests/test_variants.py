@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -162,15 +162,15 @@ def test_one_change_gives_no_warning() -> None:
 
 
 def test_more_than_one_change_warns() -> None:
-    v1 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    v2 = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    v1 = datetime(2026, 11, 1, tzinfo=UTC)
+    v2 = datetime(2026, 11, 2, tzinfo=UTC)
     diff = diff_variants(prompt_spec(), prompt_spec(params={"temperature": 0.2, "top_p": 0.9}), v1, v2)
     assert diff.fields == ["params.top_p", "dataset version"]
     assert diff.warning is not None and "2 things changed" in diff.warning and "params.top_p" in diff.warning
 
 
 def test_diff_reads_stored_variant_json_and_same_dataset_version() -> None:
-    v1 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    v1 = datetime(2026, 11, 1, tzinfo=UTC)
     stored = {"name": "support", "version": 1, **prompt_spec().config}
     assert diff_variants(stored, prompt_spec(), v1, v1).fields == []
     code = VariantSpec(name="rag", kind="code", task="tests.test_variants:retrieve_top", params={"top_k": 3})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -83,7 +83,7 @@ def _run(db: str, dataset: str, variant_file: Path, name: str | None, baseline: 
     policy = _policy(gate)
     created_by = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or None
     saved = save_variant(db, spec, created_by=created_by)
-    name = name or f"{saved.name}-v{saved.version}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    name = name or f"{saved.name}-v{saved.version}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     base = _baseline(db, dataset, baseline)
     experiment_id = _existing(db, name, dataset, saved.id)
     if experiment_id is None:

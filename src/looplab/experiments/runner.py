@@ -34,8 +34,8 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -49,7 +49,11 @@ import looplab
 from looplab.datasets import current_version, get_dataset, items_at, iter_items
 from looplab.datasets.items import ItemVersion
 from looplab.errors import ConfigError, LooplabError, NotFound
-from looplab.experiments.records import ExperimentInfo, experiment_progress, get_experiment
+from looplab.experiments.records import (
+    ExperimentInfo,
+    experiment_progress,
+    get_experiment,
+)
 from looplab.experiments.variants import (
     SavedVariant,
     TemplateError,
@@ -136,7 +140,11 @@ def _saved_variant(url: str, variant: VariantSpec | SavedVariant | str, created_
 def _pin_evaluators(url: str, evaluators: Iterable[Any]) -> list[dict[str, Any]]:
     """Each evaluator (a saved one's name, or an inline definition saved here under its ``name``)
     as ``{"id", "name", "version"}``: the saved row, and the version its scores will carry."""
-    from looplab.evaluation.registry import build_evaluator, get_evaluator_info, save_evaluator
+    from looplab.evaluation.registry import (
+        build_evaluator,
+        get_evaluator_info,
+        save_evaluator,
+    )
 
     pinned = []
     for entry in evaluators:

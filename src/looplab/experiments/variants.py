@@ -88,7 +88,7 @@ class VariantSpec:
         return _json_normal(config)
 
     @classmethod
-    def from_config(cls, name: str, config: Mapping[str, Any]) -> "VariantSpec":
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> VariantSpec:
         return cls(name=name, kind=config.get("kind", "prompt"), model=config.get("model"),
                    system=config.get("system"), prompt=config.get("prompt"), task=config.get("task"),
                    params=dict(config.get("params") or {}))

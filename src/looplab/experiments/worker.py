@@ -31,7 +31,13 @@ from sqlalchemy.exc import ArgumentError
 
 from looplab.errors import ConfigError, LooplabError
 from looplab.experiments.records import experiment_progress, get_experiment
-from looplab.experiments.runner import STALE_AFTER, is_stale, pid_alive, request_cancel, run_experiment
+from looplab.experiments.runner import (
+    STALE_AFTER,
+    is_stale,
+    pid_alive,
+    request_cancel,
+    run_experiment,
+)
 from looplab.store.engine import write_session
 from looplab.store.models import Experiment
 from looplab.store.types import utcnow
