@@ -107,24 +107,32 @@ def bench_overhead(base_url: str, calls: int, block: int, db: str, upstream_ms: 
     print(f"  writer: written {stats['written']}, dropped {stats['dropped']}, failures {stats['write_failures']}")
 
 
-def bench_writer(spans: int, db: str) -> None:
+PER_TRACE = 4
+
+
+def record_bench_traces(spans: int) -> None:
+    """Record ``spans`` spans, 1 KB of input and output each, as fast as the caller can."""
     payload_in = {"messages": [{"role": "user", "content": "x" * 1000}]}
     payload_out = {"role": "assistant", "content": "y" * 1000}
-    runtime.install(Settings(database_url=db, max_queue_size=spans + 10))
-    with looplab.trace("warm-up"):
-        pass
-    looplab.flush()
-    start = time.perf_counter()
-    per_trace = 4
-    for _ in range(spans // per_trace):
+    for _ in range(spans // PER_TRACE):
         with looplab.trace("bench", user_id="u1", tags=["bench"]):
-            for _ in range(per_trace - 1):
+            for _ in range(PER_TRACE - 1):
                 record = open_span("llm", "call")
                 assert record is not None
                 record.input, record.output = payload_in, payload_out
                 record.provider, record.model = "openai", "gpt-4o-mini"
                 record.input_tokens, record.output_tokens = 250, 250
                 finish_span(record)
+
+
+def bench_writer(spans: int, db: str) -> None:
+    runtime.install(Settings(database_url=db, max_queue_size=spans + 10))
+    with looplab.trace("warm-up"):
+        pass
+    looplab.flush()
+    start = time.perf_counter()
+    per_trace = PER_TRACE
+    record_bench_traces(spans)
     submitted = time.perf_counter() - start
     looplab.flush(timeout=600)
     total = time.perf_counter() - start
@@ -137,12 +145,37 @@ def bench_writer(spans: int, db: str) -> None:
           f"database {os.path.getsize(db.removeprefix('sqlite:///')) / 1e6:.0f} MB")
 
 
+def bench_drain(spans: int, db: str) -> None:
+    """The writer alone: the same spans recorded first (not timed), then queued at once and drained."""
+    runtime.install(Settings(database_url=db, max_queue_size=spans + 10))
+    with looplab.trace("warm-up"):
+        pass
+    looplab.flush()
+    writer = runtime.writer()
+    held: list[object] = []
+    writer.submit = held.append  # keep the records back while they are made
+    try:
+        record_bench_traces(spans)
+    finally:
+        del writer.submit
+    start = time.perf_counter()
+    writer._queue.extend(held)  # all queued at once: the caller is idle from here on
+    del held
+    looplab.flush(timeout=600)
+    total = time.perf_counter() - start
+    stats = looplab.stats()
+    print(f"\nWriter alone, draining {spans} queued spans (same spans; the caller idle)")
+    print(f"  all written and queryable in {total:6.2f} s = {spans / total:9.0f} spans/s")
+    print(f"  written {stats['written']}, dropped {stats['dropped']}, rejected {stats['rejected']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=4000, help="SDK calls per side with an instant upstream")
     parser.add_argument("--slow-calls", type=int, default=1000, help="SDK calls per side with a 20 ms upstream")
     parser.add_argument("--block", type=int, default=50, help="calls per paired block")
     parser.add_argument("--spans", type=int, default=200_000, help="spans for the writer benchmark")
+    parser.add_argument("--drain", type=int, default=100_000, help="queued spans for the writer-alone benchmark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for upstream_ms, calls in ((0.0, args.calls), (20.0, args.slow_calls)):
@@ -156,6 +189,8 @@ def main() -> None:
                 proc.kill()
         if args.spans:
             bench_writer(args.spans, f"sqlite:///{Path(folder) / 'writer.db'}")
+        if args.drain:
+            bench_drain(args.drain, f"sqlite:///{Path(folder) / 'drain.db'}")
         runtime.install(Settings(database_url=f"sqlite:///{Path(folder) / 'none.db'}"))
 
 
