@@ -186,3 +186,20 @@ def test_a_sqlite_that_binds_few_values_per_statement_still_gets_every_row(sqlit
     assert len(stored_spans(sqlite_url)) == 602
     assert looplab.stats()["rejected"] == 0
     event.remove(engine, "connect", old_limit)
+
+
+def test_background_checkpoints_lose_nothing_and_stop_with_the_writer(sqlite_url: str) -> None:
+    # Past a few hundred records a second connection copies the write-ahead log into the
+    # database file from a thread of its own; it must not outlive its writer.
+    runtime.install(Settings(database_url=sqlite_url, flush_interval=0.02))
+    for i in range(1500):
+        assert work(i) == i * 2
+    assert looplab.flush()
+    checkpoints = runtime.writer()._checkpointer._thread
+    assert checkpoints is not None and checkpoints.name == "looplab-writer-checkpoint"
+    runtime.install(Settings(database_url=sqlite_url))  # closes the writer
+    checkpoints.join(timeout=30)
+    assert not checkpoints.is_alive()
+    assert len(stored_spans(sqlite_url)) == 1500
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
