@@ -203,3 +203,19 @@ def test_background_checkpoints_lose_nothing_and_stop_with_the_writer(sqlite_url
     assert len(stored_spans(sqlite_url)) == 1500
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_absent_values_are_stored_as_null_and_present_ones_as_given(sqlite_url: str) -> None:
+    # On SQLite the writer binds an empty blob for None and the INSERT turns it back into NULL.
+    runtime.install(Settings(database_url=sqlite_url, flush_interval=0.02))
+    with looplab.trace("nulls", user_id="u1", tags=["t"]):
+        work(3)
+    assert looplab.flush()
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        kinds = conn.execute("SELECT typeof(parent_id), typeof(params_json), typeof(error), typeof(cost_usd), "
+                             "typeof(input_json), typeof(duration_ms), typeof(name) FROM spans ORDER BY parent_id").fetchall()
+        assert kinds == [("null", "null", "null", "null", "null", "real", "text"),
+                         ("text", "null", "null", "null", "text", "real", "text")]
+        assert conn.execute("SELECT typeof(user_id), typeof(session_id), typeof(span_count), typeof(tags_json) "
+                            "FROM traces").fetchall() == [("text", "null", "integer", "text")]
+        assert conn.execute("SELECT tag FROM trace_tags").fetchall() == [("t",)]

@@ -497,6 +497,7 @@ _statements: dict[tuple[str, str, int], str] = {}
 # for the GIL, which another busy thread can hold for up to the 5 ms switch interval.
 _SQLITE_CHUNKS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 _SQLITE_DEFAULT_MAX_VARIABLES = 999  # SQLite before 3.32 allowed no more bound values a statement
+_NULL = bytearray()  # stands for NULL in SQLite inserts; never changed
 
 
 def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
@@ -522,7 +523,8 @@ def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
         sql = _statement(conn, key, size)
         while total - start >= size:
             end = start + size
-            conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start:end])))
+            # NULLs go in as the empty-blob marker the statement turns back into NULL (see _statement).
+            conn.exec_driver_sql(sql, tuple([_NULL if v is None else v for v in chain.from_iterable(rows[start:end])]))
             start = end
 
 
@@ -533,6 +535,14 @@ def _statement(conn: Connection, key: str, count: int) -> str:
         table, columns = _COLUMNS[key]
         quote = dialect.identifier_preparer.quote
         marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        if dialect.name == "sqlite":
+            # The stdlib driver binds None through its adapter lookup (a tuple built from a format
+            # string, a dict probe, two failed attribute lookups whose AttributeError messages are
+            # formatted and dropped): 400 ns a value against 25-120 for numbers and text, about 4 µs
+            # of each span's insert, with the GIL held. _insert passes an empty bytearray (bound
+            # directly, as a zero-length blob) instead, which NULLIF turns back into NULL. Nothing
+            # looplab stores is an empty blob.
+            marker = f"NULLIF({marker}, x'')"
         values = f"({', '.join([marker] * len(columns))})"
         # The same tag twice on one trace is one tag.
         conflict = " ON CONFLICT DO NOTHING" if key == "tags" else ""
