@@ -88,7 +88,11 @@ _JSON_KEY = re.compile(r'"([^"\\]{1,40})":')
 
 def _needs_walk(text: str) -> bool:
     """Whether serialised JSON may hold a secret (a key-shaped string or a secret-named key)."""
-    if "sk-" in text or "Bearer" in text or "AKIA" in text:
+    # A one-character test (memchr, ~30 ns a kilobyte) before each substring search (~700 ns):
+    # exact, and it skips the search when the text lacks that character. What it saves depends on
+    # the text: all three searches for text without "-", "B" and "K", none for English prose with
+    # a hyphen, a capital B and a capital K in it.
+    if ("-" in text and "sk-" in text) or ("B" in text and "Bearer" in text) or ("K" in text and "AKIA" in text):
         return True
     return not SECRET_KEYS.isdisjoint(map(str.lower, _JSON_KEY.findall(text)))
 

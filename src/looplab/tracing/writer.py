@@ -352,6 +352,8 @@ class Writer:
                         return
                 self._hold(rows)
                 running = self._writes.start(self._write_pending, bool(flushes), flushes)
+                if len(rows) >= _YIELD_EVERY:
+                    time.sleep(0)  # let the insert thread take the GIL and start, before converting on
                 if not running.flushes and running.done.is_set() and not running.ok:
                     running = None
                     return  # storage is down (written in line): wait for the timer rather than spin
