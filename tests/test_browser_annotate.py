@@ -79,7 +79,8 @@ def test_an_annotator_labels_with_the_keyboard_and_an_engineer_sees_the_dataset_
         # An annotator gets Annotate and nothing else.
         expect(page.get_by_role("heading", name="Annotate", exact=True)).to_be_visible()
         assert page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Traces").count() == 0
-        page.get_by_role("button", name="Label").click()
+        # The demo has its own queues too: open this one's.
+        page.locator(f".st-key-ann_open_{queue.id}").get_by_role("button", name="Label").click()
         wait_idle(page)
         expect(page.get_by_role("heading", name="Weekly review")).to_be_visible()
         assert page.locator('[data-testid="stChatMessage"]').count() >= 2
