@@ -1,6 +1,6 @@
 # looplab developer tasks. Works from a fresh clone: the targets build .venv themselves.
 #
-#   make test [PYTEST_ARGS="-k foo -x"]   run the test suite
+#   make test [PYTEST_ARGS="-k foo -x"]   run the test suite, one worker a core (TEST_WORKERS=0: in one process)
 #   make demo                             seed the sample history into looplab-demo.db, open the app
 #   make bench                            tracing overhead and writer benchmark
 #   make bench-monitoring                 Monitoring/Traces queries on 1,000,000 spans
@@ -13,6 +13,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+TEST_WORKERS ?= auto
 
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
@@ -20,7 +21,7 @@ PIP := $(VPY) -m pip install --quiet --disable-pip-version-check
 .PHONY: test deps demo demo-deps bench bench-monitoring clean
 
 test: $(VENV)/.installed-test
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Dependencies only (CI times this separately from the tests).
 deps: $(VENV)/.installed-test
