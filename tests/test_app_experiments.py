@@ -176,3 +176,25 @@ def test_an_unknown_experiment_is_a_warning(app_db: str) -> None:
     at = experiments_page(experiment="nope")
     assert not at.exception, at.exception
     assert "There is no experiment nope" in " ".join(w.value for w in at.warning)
+
+
+def test_changed_items_go_to_an_annotation_queue_for_human_review(golden: str) -> None:
+    from looplab.annotation import queues  # noqa: PLC0415
+    from looplab.annotation.score_configs import create_score_config  # noqa: PLC0415
+    from looplab.config import Settings  # noqa: PLC0415
+    from looplab.tracing import runtime  # noqa: PLC0415
+
+    runtime.install(Settings(database_url=golden, flush_interval=0.02))  # item calls are traced
+    base = create_experiment(golden, "base", "golden", mock_variant(0.9), evaluators=["exact"])
+    candidate = create_experiment(golden, "worse", "golden", mock_variant(0.3), evaluators=["exact"], baseline="base")
+    for eid in (base, candidate):
+        assert run_experiment(golden, eid, **FAST).status == "completed"
+    create_score_config(golden, "correctness", "boolean")
+    queue = queues.create_queue(golden, "Experiment review", score_configs=["correctness"])
+    at = experiments_page(experiment="worse")
+    at.toggle(key="exp_cmp_changed").set_value(True).run()
+    changed = len(at.dataframe(key="exp_cmp_items").value)
+    next(b for b in at.button if b.label.startswith("Add ") and b.label.endswith("item traces")).click().run()
+    assert not at.exception, at.exception
+    items, total = queues.list_items(golden, queue.id, limit=100)
+    assert total == changed > 0 and {i.reason for i in items} == {"experiment worse"}

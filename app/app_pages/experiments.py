@@ -40,7 +40,7 @@ if candidate is not None:
     baseline = choose_baseline(url, candidate)
     comparison = comparison_for(url, candidate, baseline) if baseline is not None else None
     if comparison is not None:
-        comparison_view(comparison)
+        comparison_view(comparison, url)
         decide_view(url, candidate, comparison, who)
     else:
         promote_button(url, candidate)

@@ -17,6 +17,7 @@ import streamlit as st
 import yaml
 
 from components.formatting import duration, money, plain
+from components.queue_admin import add_to_queue
 from looplab.annotation.users import Viewer
 from looplab.datasets.datasets import current_version, list_datasets
 from looplab.errors import ConfigError, LooplabError
@@ -397,7 +398,7 @@ def _metric(label: str, metric: Any, stat: str) -> None:
               delta_color="inverse", help=f"Baseline: {fmt_metric(metric.name, base)}")
 
 
-def comparison_view(comparison: Comparison) -> None:
+def comparison_view(comparison: Comparison, url: str) -> None:
     """Per-evaluator table and chart, cost/latency/errors, warnings, and the items side by side."""
     for warning in comparison.warnings:
         st.warning(warning, icon=":material/warning:")
@@ -425,14 +426,14 @@ def comparison_view(comparison: Comparison) -> None:
     columns[3].metric("Errors", f"{errors.candidate}", f"{errors.candidate - errors.baseline:+d}",
                       delta_color="inverse", help=f"{errors.new} newly failing, {errors.fixed} fixed, "
                                                   f"{errors.baseline} in the baseline")
-    items_view(comparison)
+    items_view(comparison, url)
 
 
 def _scores(scores: dict[str, float]) -> str:
     return ", ".join(f"{k} {fmt(v)}" for k, v in sorted(scores.items()))
 
 
-def items_view(comparison: Comparison) -> None:
+def items_view(comparison: Comparison, url: str) -> None:
     st.subheader("Items")
     changed_only = st.toggle("Changed items only", key="exp_cmp_changed", value=False)
     items = filter_items(sort_items(comparison.items, "regression"), changed_only=changed_only)
@@ -446,6 +447,12 @@ def items_view(comparison: Comparison) -> None:
     event = st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="exp_cmp_items",
                          on_select="rerun", selection_mode="single-row")
     st.caption("Worst first. Select a row to see the item and its word diffs.")
+    with st.expander("Send these items to an annotation queue (human review)", icon=":material/rate_review:"):
+        traced = [i.candidate_trace_id for i in items if i.candidate_trace_id]
+        st.caption(f"The candidate's traces of the {len(items):,} items listed"
+                   + (" (changed items only)" if changed_only else "") + " go to the queue, for people to label.")
+        add_to_queue(url, traced, "exp_cmp_queue", reason=f"experiment {comparison.candidate.name}",
+                     label=f"Add {len(traced):,} item traces")
     selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     item_detail(items[selected[0]] if selected and selected[0] < len(items) else items[0])
 
