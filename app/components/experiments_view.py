@@ -59,7 +59,7 @@ from looplab.experiments.runner import create_experiment
 from looplab.experiments.variants import VariantSpec, diff_variants, list_variants
 
 DEFAULT_MODEL = "mock:support"
-DEFAULT_TEMPLATE = "{{ input.question }}"
+DEFAULT_TEMPLATE = "{{ input.message }}"  # the sample dataset's items: {"message": ...}
 POLICY_EXAMPLE = """name: release-gate
 rules:
   - kind: no_significant_regression
@@ -385,9 +385,11 @@ def delta_chart(comparison: Comparison) -> alt.Chart | None:
         x=alt.X("delta:Q", title="Candidate − baseline (mean, with CI)"), y=y, color=colour,
         tooltip=["evaluator", alt.Tooltip("delta:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
                  alt.Tooltip("high:Q", format=".3f"), "p"])
-    bars = alt.Chart(data).mark_errorbar(ticks=True).encode(x=alt.X("low:Q"), x2="high:Q", y=y, color=colour)
-    zero = alt.Chart(pd.DataFrame({"zero": [0]})).mark_rule(strokeDash=[4, 4], color="#9e9e9e").encode(x="zero:Q")
-    return (zero + bars + points).properties(height=max(80, 40 * len(data)))
+    # A plain rule from low to high: Vega-Lite's errorbar composite collapsed the evaluator rows.
+    bars = alt.Chart(data).mark_rule(strokeWidth=3).encode(
+        x=alt.X("low:Q", title="Candidate − baseline (mean, with CI)"), x2="high:Q", y=y, color=colour)
+    zero = alt.Chart(data).mark_rule(strokeDash=[4, 4], color="#9e9e9e").encode(x=alt.datum(0))
+    return alt.layer(zero, bars, points).properties(height=alt.Step(36))
 
 
 def _metric(label: str, metric: Any, stat: str) -> None:

@@ -83,7 +83,7 @@ def fingerprint(data: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-_TEXT_KEYS = ("content", "text", "answer", "output", "completion", "response", "message")
+_TEXT_KEYS = ("content", "text", "answer", "reply", "output", "completion", "response", "message")
 
 
 def as_text(value: Any) -> str:
