@@ -9,6 +9,7 @@ not a skip.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,28 @@ def _admin_sql(statement: str) -> None:
             conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_app_state_leaks_between_tests() -> Iterator[None]:
+    """Undo what a Streamlit AppTest leaves in the process.
+
+    AppTest runs the page as ``__main__`` and leaves ``sys.modules["__main__"]`` pointing at the
+    script: a later test's spawned process (multiprocessing "spawn") would then re-run the app
+    script in the child and never start. Streamlit's caches are process-wide and keyed by
+    arguments: a PostgreSQL test database keeps its URL from test to test (its tables emptied), so
+    a result cached by one test (or the once-per-database set-up of default rules) would leak into
+    the next.
+    """
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
 
 
 @pytest.fixture(autouse=True)
