@@ -17,7 +17,7 @@ import streamlit as st
 import yaml
 
 from components.formatting import duration, money, plain
-from components.queue_admin import add_to_queue
+from components.queue_admin import add_to_queue, run_action
 from looplab.annotation.users import Viewer
 from looplab.datasets.datasets import current_version, list_datasets
 from looplab.errors import ConfigError, LooplabError
@@ -71,18 +71,6 @@ rules:
 """
 SAVED, INLINE = "A saved variant", "A new prompt variant"
 UNFINISHED = ("pending", "running")
-
-
-def _run(action: Any, success: str | None = None) -> Any:
-    """Run a service call, showing a ``LooplabError`` as a message instead of a traceback."""
-    try:
-        result = action()
-    except LooplabError as err:
-        st.error(str(err))
-        return None
-    if success:
-        st.success(success)
-    return result if result is not None else True
 
 
 def find_experiment(url: str, ref: str) -> ExperimentInfo | None:
@@ -156,11 +144,11 @@ def _progress_body(url: str, experiment_id: int, key: str) -> None:
     left.progress(status.fraction, text=text)
     if status.state == "stalled":
         resume = right.button("Resume", key=f"{key}_resume_{experiment_id}", icon=":material/play_arrow:")
-        if resume and _run(lambda: worker.launch(url, experiment_id)):
+        if resume and run_action(lambda: worker.launch(url, experiment_id)):
             st.rerun()
     elif status.state != "finished" and right.button("Cancel", key=f"{key}_cancel_{experiment_id}",
                                                      icon=":material/stop:", disabled=status.cancel_requested):
-        _run(lambda: worker.cancel(url, experiment_id), "Asked it to stop; the items in flight finish first.")
+        run_action(lambda: worker.cancel(url, experiment_id), "Asked it to stop; the items in flight finish first.")
     if status.state == "finished" and status.error:
         st.error(f"{plain(status.name)} failed: {status.error}")
     if status.state == "finished" and st.session_state.get(f"{key}_live_{experiment_id}"):
@@ -302,12 +290,12 @@ def new_experiment_form(url: str, who: Viewer, experiments: list[ExperimentInfo]
         name = (st.session_state.get("exp_new_name") or "").strip() or \
             f"{spec.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         variant: Any = spec.name if source == SAVED else spec
-        created = _run(lambda: create_experiment(url, name, dataset_name, variant, chosen_evaluators,
+        created = run_action(lambda: create_experiment(url, name, dataset_name, variant, chosen_evaluators,
                                                  baseline=baseline_id, concurrency=int(concurrency),
                                                  created_by=who.username))
         if created is None:
             return
-        if _run(lambda: worker.launch(url, created)) is None:
+        if run_action(lambda: worker.launch(url, created)) is None:
             st.info(f"{plain(name)} was created but did not start; open it to try again.")
             return
         st.session_state["exp_launched"] = name
@@ -343,7 +331,7 @@ def _compared(url: str, candidate_id: int, baseline_id: int, stamp: tuple[Any, .
 
 def comparison_for(url: str, candidate: ExperimentInfo, baseline: ExperimentInfo) -> Comparison | None:
     stamp = tuple((e.status, experiment_progress(url, e.id).done) for e in (candidate, baseline))
-    return _run(lambda: _compared(url, candidate.id, baseline.id, stamp))
+    return run_action(lambda: _compared(url, candidate.id, baseline.id, stamp))
 
 
 def choose_baseline(url: str, candidate: ExperimentInfo) -> ExperimentInfo | None:
@@ -549,10 +537,10 @@ def decide_view(url: str, candidate: ExperimentInfo, comparison: Comparison, who
         key=f"exp_dec_unreliable_{candidate.id}",
         help="Preselected: judges whose agreement with people (Evaluators → Judge vs human) is too low.")
     if st.button("Decide", key="exp_dec_decide", type="primary", icon=":material/gavel:"):
-        policy = DEFAULT_POLICY if mode == "Default" else _run(lambda: Policy.from_yaml(policy_text))
+        policy = DEFAULT_POLICY if mode == "Default" else run_action(lambda: Policy.from_yaml(policy_text))
         if policy is not None:
             verdict = decide(comparison, policy, set(unreliable))
-            if _run(lambda: record_decision(url, comparison, verdict, policy, created_by=who.username)):
+            if run_action(lambda: record_decision(url, comparison, verdict, policy, created_by=who.username)):
                 st.session_state[f"exp_dec_last_{candidate.id}"] = (verdict, render_markdown(comparison, verdict))
     last = st.session_state.get(f"exp_dec_last_{candidate.id}")
     if last is not None:
@@ -581,6 +569,6 @@ def promote_button(url: str, candidate: ExperimentInfo) -> None:
     if st.button("Promote to baseline", key="exp_dec_promote", icon=":material/workspace_premium:",
                  disabled=candidate.status != "completed",
                  help="New experiments over this dataset compare with it by default."):
-        promoted = _run(lambda: promote_experiment(url, candidate.id))
+        promoted = run_action(lambda: promote_experiment(url, candidate.id))
         if promoted:
             st.success(f"{plain(candidate.name)} is now the baseline of {plain(candidate.dataset)}.")

@@ -29,7 +29,7 @@ RULE_FILTERS = {"names": "Trace names", "models": "Models", "tags": "Tags", "rel
                 "environments": "Environments", "statuses": "Statuses"}
 
 
-def _run(action: Any, success: str | None = None) -> Any:
+def run_action(action: Any, success: str | None = None) -> Any:
     """Run a service call, showing a ``LooplabError`` as a message instead of a traceback."""
     try:
         result = action()
@@ -66,7 +66,7 @@ def new_queue_form(url: str) -> None:
                                    help="How long an opened item stays reserved for its annotator.")
         submitted = st.form_submit_button("Create queue", type="primary")
     if submitted:
-        made = _run(lambda: queues.create_queue(url, name, score_configs=chosen, instructions=instructions,
+        made = run_action(lambda: queues.create_queue(url, name, score_configs=chosen, instructions=instructions,
                                                 assignees=assignees, annotations_per_item=int(per_item),
                                                 lease_minutes=int(lease)))
         if made:
@@ -112,7 +112,7 @@ def _items(url: str, queue: queues.QueueView) -> None:
     with st.form(f"{key}_add"):
         ids = st.text_area("Add traces by id (one a line)", key=f"{key}_add_ids")
         if st.form_submit_button("Add"):
-            result = _run(lambda: queues.add_traces(url, queue.id, ids.split(), reason="added by hand"))
+            result = run_action(lambda: queues.add_traces(url, queue.id, ids.split(), reason="added by hand"))
             if result:
                 st.success(result.message(queue.name))
 
@@ -126,10 +126,10 @@ def _rules(url: str, queue: queues.QueueView) -> None:
                        + (f" · last run {rule.last_run_at:%Y-%m-%d %H:%M} UTC" if rule.last_run_at else ""))
             with st.container(horizontal=True):
                 if st.button("Pause" if rule.enabled else "Resume", key=f"{key}_toggle_{rule.id}"):
-                    _run(lambda: rules.set_rule_enabled(url, rule.id, not rule.enabled))
+                    run_action(lambda: rules.set_rule_enabled(url, rule.id, not rule.enabled))
                     st.rerun()
                 if st.button("Delete", key=f"{key}_delete_{rule.id}"):
-                    _run(lambda: rules.delete_rule(url, rule.id))
+                    run_action(lambda: rules.delete_rule(url, rule.id))
                     st.rerun()
     st.markdown("**New rule**")
     options = filter_options(url, TraceFilter.last("30d"))
@@ -151,7 +151,7 @@ def _rules(url: str, queue: queues.QueueView) -> None:
         start = {"last 30 days": utcnow() - timedelta(days=30), "everything stored": None,
                  "new traces only": None}[backfill]
         flt = TraceFilter(start=start, **{f: tuple(v) for f, v in chosen.items()})
-        made = _run(lambda: rules.create_rule(url, queue.id, name, flt, rate / 100, stratify_by=stratify,
+        made = run_action(lambda: rules.create_rule(url, queue.id, name, flt, rate / 100, stratify_by=stratify,
                                               backfill=backfill != "new traces only"))
         if made:
             st.success(f"Saved {plain(made[0].name)}: {made[1]:,} traces queued now; new ones are picked up as "
@@ -189,7 +189,7 @@ def _agreement(url: str, queue: queues.QueueView, viewer: Viewer) -> None:
                     value = score_input(configs[case.config], f"qa_{queue.id}_adj_{case.item_id}_{case.config}_value",
                                         case.adjudicated)
                     if st.form_submit_button("Settle"):
-                        if _run(lambda: agreement.adjudicate(url, case.item_id, viewer, {case.config: value})):
+                        if run_action(lambda: agreement.adjudicate(url, case.item_id, viewer, {case.config: value})):
                             st.rerun()
 
 
@@ -207,13 +207,13 @@ def _settings(url: str, queue: queues.QueueView) -> None:
         per_item = left.number_input("Annotations per item", 1, 10, queue.annotations_per_item, key=f"{key}_per_item")
         lease = right.number_input("Lease (minutes)", 1, 24 * 60, queue.lease_minutes, key=f"{key}_lease")
         if st.form_submit_button("Save"):
-            if _run(lambda: queues.update_queue(url, queue.id, instructions=instructions, score_configs=chosen,
+            if run_action(lambda: queues.update_queue(url, queue.id, instructions=instructions, score_configs=chosen,
                                                 assignees=assignees, annotations_per_item=int(per_item),
                                                 lease_minutes=int(lease)), "Saved."):
                 st.rerun()
     if st.button("Archive this queue", key=f"{key}_archive", icon=":material/archive:",
                  help="It leaves the lists; its labels and scores stay."):
-        _run(lambda: queues.archive_queue(url, queue.id))
+        run_action(lambda: queues.archive_queue(url, queue.id))
         st.query_params.clear()
         st.rerun()
 
@@ -221,8 +221,9 @@ def _settings(url: str, queue: queues.QueueView) -> None:
 # --- adding traces from other pages ----------------------------------------------------------------
 
 
-def add_to_queue(url: str, trace_ids: list[str], key: str, reason: str, *, label: str = "Add to queue") -> None:
-    """A queue picker and a button adding ``trace_ids`` to the chosen queue."""
+def _queue_picker(url: str, key: str, label: str, has_traces: bool,
+                  add: Any) -> None:
+    """A queue picker and a button calling ``add(queue_id)`` (an ``AddResult``) for the chosen queue."""
     available = queues.list_queues(url)
     if not available:
         st.caption("No annotation queue yet: create one on the **Annotate** page.")
@@ -230,28 +231,23 @@ def add_to_queue(url: str, trace_ids: list[str], key: str, reason: str, *, label
     names = {q.name: q for q in available}
     with st.container(horizontal=True, vertical_alignment="bottom"):
         chosen = st.selectbox("Queue", list(names), key=f"{key}_queue")
-        clicked = st.button(label, key=f"{key}_add", disabled=not trace_ids or chosen is None,
+        clicked = st.button(label, key=f"{key}_add", disabled=not has_traces or chosen is None,
                             icon=":material/playlist_add:")
     if clicked and chosen is not None:
-        result = _run(lambda: queues.add_traces(url, names[chosen].id, trace_ids, reason=reason))
+        result = run_action(lambda: add(names[chosen].id))
         if result:
             st.success(result.message(chosen))
+
+
+def add_to_queue(url: str, trace_ids: list[str], key: str, reason: str, *, label: str = "Add to queue") -> None:
+    """A queue picker and a button adding ``trace_ids`` to the chosen queue."""
+    _queue_picker(url, key, label, bool(trace_ids),
+                  lambda queue_id: queues.add_traces(url, queue_id, trace_ids, reason=reason))
 
 
 def add_filter_to_queue(url: str, flt: TraceFilter, total: int, key: str) -> None:
     """A queue picker and a button adding every trace of the active filter."""
-    available = queues.list_queues(url)
-    if not available:
-        st.caption("No annotation queue yet: create one on the **Annotate** page.")
-        return
-    names = {q.name: q for q in available}
-    with st.container(horizontal=True, vertical_alignment="bottom"):
-        chosen = st.selectbox("Queue", list(names), key=f"{key}_queue")
-        clicked = st.button(f"Add all {total:,} traces of this filter", key=f"{key}_add", disabled=not total,
-                            icon=":material/playlist_add:")
-    if clicked and chosen is not None:
-        described = ", ".join(f"{k}={v if isinstance(v, str) else '|'.join(v)}"
-                              for k, v in flt.to_query_params().items() if k in LIST_PARAMS or k == "range")
-        result = _run(lambda: queues.add_filtered(url, names[chosen].id, flt, reason=f"filter: {described}"))
-        if result:
-            st.success(result.message(chosen))
+    described = ", ".join(f"{k}={v if isinstance(v, str) else '|'.join(v)}"
+                          for k, v in flt.to_query_params().items() if k in LIST_PARAMS or k == "range")
+    _queue_picker(url, key, f"Add all {total:,} traces of this filter", bool(total),
+                  lambda queue_id: queues.add_filtered(url, queue_id, flt, reason=f"filter: {described}"))
