@@ -25,6 +25,7 @@ PAGES = [
     "app_pages/datasets.py",
     "app_pages/experiments.py",
     "app_pages/evaluators.py",
+    "app_pages/score_configs.py",
     "app_pages/settings.py",
 ]
 
