@@ -38,6 +38,17 @@ def app_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         browser.close()
 
 
+def session_cookies(page, *, wanted: int, timeout: float = 10.0) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The browser's looplab session cookies once there are ``wanted`` of them: the app sets and clears
+    the cookie from a script in a component frame, which runs a moment after the script run ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [c for c in page.context.cookies() if c["name"] == "looplab_session"]
+        if len(found) == wanted or time.monotonic() > deadline:
+            return found
+        page.wait_for_timeout(100)
+
+
 def close_page_not_found(page) -> None:  # type: ignore[no-untyped-def]
     """Streamlit answers a URL outside the navigation with a "Page not found" dialog over the main page."""
     dialog = page.get_by_role("dialog")
@@ -127,7 +138,7 @@ def test_a_password_sign_in_survives_links_and_reloads_until_sign_out(app_with_u
     expect(trace_heading).to_be_visible()
     assert page.url.startswith(link)
 
-    (cookie,) = [c for c in page.context.cookies() if c["name"] == "looplab_session"]
+    (cookie,) = session_cookies(page, wanted=1)
     assert (cookie["domain"], cookie["path"], cookie["sameSite"]) == ("127.0.0.1", "/", "Strict")
     assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
     secret = folder / "looplab.db.secret"  # generated on first use, readable by its owner only
@@ -149,7 +160,7 @@ def test_a_password_sign_in_survives_links_and_reloads_until_sign_out(app_with_u
     page.get_by_role("button", name="Sign out").click()
     wait_idle(page)
     expect(sign_in_heading).to_be_visible()
-    assert not [c for c in page.context.cookies() if c["name"] == "looplab_session"]
+    assert not session_cookies(page, wanted=0)
     page.reload()
     wait_idle(page)
     expect(sign_in_heading).to_be_visible()
