@@ -91,7 +91,7 @@ def test_launch_compare_and_decide(tmp_path: Path) -> None:
         page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
         wait_idle(page)
         expect(page.get_by_role("heading", name="support v2")).to_be_visible()
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+        expect(page.locator('[data-testid="stVegaLiteChart"]').nth(0)).to_be_visible()  # drawn a moment after the run
         assert not page.locator('[data-testid="stException"]').count()
         _shot(page, "comparison")
 
