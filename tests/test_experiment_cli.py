@@ -145,3 +145,53 @@ def test_list_and_promote(golden: str, tmp_path: Path) -> None:
     assert line.startswith("*") and "40/40" in line and "support v1 / golden" in line
     missing = looplab_cli("experiment", "promote", "nope", "--db", golden)
     assert missing.exit_code == 2 and "no experiment" in missing.stderr
+
+
+def test_compare_two_finished_experiments_records_the_decision(golden: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(GATE, encoding="utf-8")
+    assert run(golden, variant_file(tmp_path, "support", 0.9), "--name", "base").exit_code == 0
+    assert run(golden, variant_file(tmp_path, "support", 0.3), "--name", "worse").exit_code == 0  # no baseline yet
+
+    nothing = looplab_cli("experiment", "compare", "worse", "--db", golden)
+    assert nothing.exit_code == 2 and "--baseline" in nothing.stderr
+    report = tmp_path / "compare.md"
+    result = looplab_cli("experiment", "compare", "worse", "--baseline", "base", "--gate", str(gate), "--db", golden,
+                         "--report", str(report))
+    assert result.exit_code == 1, result.output
+    assert "DON" in result.stdout and report.read_text(encoding="utf-8").strip() == result.stdout.strip()
+    [decision] = list_decisions(golden, get_experiment(golden, "worse").id)
+    assert decision.outcome == "dont_ship"
+
+    # By id as well as by name; against itself is refused.
+    base_id = str(get_experiment(golden, "base").id)
+    same = looplab_cli("experiment", "compare", "base", "--baseline", base_id, "--db", golden)
+    assert same.exit_code == 2 and "compared with itself" in same.stderr
+    # A broken gate is an error (2), never a DON'T SHIP (1).
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rules: [{kind: nonsense}]", encoding="utf-8")
+    bad = looplab_cli("experiment", "compare", "worse", "--baseline", "base", "--gate", str(broken), "--db", golden)
+    assert bad.exit_code == 2 and "nonsense" in bad.stderr
+
+
+def test_status_and_cancel(golden: str, tmp_path: Path) -> None:
+    from looplab.experiments.runner import create_experiment
+    from looplab.experiments.variants import load_variant_file
+
+    spec = load_variant_file(variant_file(tmp_path, "support", 0.9))
+    create_experiment(golden, "queued", "golden", spec, spec.evaluators)
+    status = looplab_cli("experiment", "status", "queued", "--db", golden)
+    assert status.exit_code == 0, status.output
+    assert "queued: waiting for its worker" in status.stdout and "0 of 40 (0%)" in status.stdout
+
+    cancelled = looplab_cli("experiment", "cancel", "queued", "--db", golden)
+    assert cancelled.exit_code == 0 and "is cancelled (0 of 40 items done)" in cancelled.stdout
+    assert get_experiment(golden, "queued").status == "cancelled"
+    again = looplab_cli("experiment", "cancel", "queued", "--db", golden)
+    assert again.exit_code == 2 and "already cancelled" in again.stderr
+
+    assert run(golden, variant_file(tmp_path, "support", 0.9), "--name", "done").exit_code == 0
+    finished = looplab_cli("experiment", "status", "done", "--db", golden)
+    assert "done: completed" in finished.stdout and "40 of 40 (100%), 0 errors" in finished.stdout
+    missing = looplab_cli("experiment", "status", "nope", "--db", golden)
+    assert missing.exit_code == 2 and "no experiment" in missing.stderr

@@ -1,8 +1,9 @@
-"""``looplab experiment ...``: run a variant file over a dataset, gate it against a baseline, list, promote.
+"""``looplab experiment ...``: run a variant file over a dataset, gate it against a baseline, compare,
+list, promote, and follow or cancel a run launched from the UI (status, cancel).
 
-``looplab experiment run`` is made for CI: it prints a markdown summary fit for a pull-request
-comment on stdout, draws its progress bar on stderr, and exits 0 on SHIP (or when there is no
-baseline to compare with), 1 on DON'T SHIP, 2 on any error.
+``looplab experiment run`` and ``compare`` are made for CI: they print a markdown summary fit for a
+pull-request comment on stdout (``run`` draws its progress bar on stderr), and exit 0 on SHIP (or,
+for ``run``, when there is no baseline to compare with), 1 on DON'T SHIP, 2 on any error.
 """
 
 from __future__ import annotations
@@ -62,14 +63,21 @@ def run_command(
                                              help="Retries of a rate-limited, timed-out or failed model call.")] = 4,
 ) -> None:
     """Run a variant over a dataset, compare it with its baseline, print the verdict (exit 0 ship, 1 don't, 2 error)."""
+    _exit_with(lambda: _run(db, dataset, variant, name, baseline, gate, report, concurrency, timeout, max_retries),
+               interrupted="Interrupted; run the same command with --name to resume where it stopped.")
+
+
+def _exit_with(decide: Any, interrupted: str = "Interrupted.") -> None:
+    """Exit with what ``decide()`` returns (SHIP or DON'T SHIP); anything unexpected exits 2 (ERROR),
+    never 1: CI must not read a crash as a DON'T SHIP."""
     try:
-        code = _run(db, dataset, variant, name, baseline, gate, report, concurrency, timeout, max_retries)
+        code = decide()
     except LooplabError:
         raise  # the root command prints it and exits 2
     except KeyboardInterrupt:
-        typer.echo("Interrupted; run the same command with --name to resume where it stopped.", err=True)
+        typer.echo(interrupted, err=True)
         raise typer.Exit(ERROR) from None
-    except Exception as err:  # anything unexpected is an error too, never a DON'T SHIP
+    except Exception as err:
         typer.echo(f"Error: {type(err).__name__}: {err}", err=True)
         raise typer.Exit(ERROR) from None
     raise typer.Exit(code)
@@ -81,7 +89,7 @@ def _run(db: str, dataset: str, variant_file: Path, name: str | None, baseline: 
         raise ConfigError(f"--report {report}: name a .md (markdown) or .json file.")
     spec = load_variant_file(variant_file)
     policy = _policy(gate)
-    created_by = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or None
+    created_by = _who()
     saved = save_variant(db, spec, created_by=created_by)
     name = name or f"{saved.name}-v{saved.version}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     base = _baseline(db, dataset, baseline)
@@ -104,6 +112,13 @@ def _run(db: str, dataset: str, variant_file: Path, name: str | None, baseline: 
         typer.echo(markdown)
         _write_report(report, markdown, lambda: _summary_dict(db, info, summary))
         return SHIP
+    return _gate(db, info, base, policy, report, created_by)
+
+
+def _gate(db: str, info: ExperimentInfo, base: ExperimentInfo, policy: Any, report: Path | None,
+          created_by: str | None) -> int:
+    """Compare ``info`` with ``base``, decide with ``policy``, record the decision, print the report;
+    the exit status (SHIP or DON'T SHIP)."""
     diff = diff_variants(base.variant, info.variant, base.dataset_version, info.dataset_version)
     if diff.warning:
         typer.echo(f"Warning: {diff.warning}", err=True)
@@ -111,13 +126,18 @@ def _run(db: str, dataset: str, variant_file: Path, name: str | None, baseline: 
     from looplab.experiments.gate import decide, record_decision
     from looplab.experiments.report import as_dict, render_markdown
 
-    comparison = compare(db, experiment_id, base.id)
+    comparison = compare(db, info.id, base.id)
     verdict = decide(comparison, policy, _unreliable_judges(db, info))
     record_decision(db, comparison, verdict, policy, created_by=created_by)
     markdown = render_markdown(comparison, verdict)
     typer.echo(markdown)
     _write_report(report, markdown, lambda: as_dict(comparison, verdict))
     return SHIP if verdict.outcome == "ship" else DONT_SHIP
+
+
+def _who() -> str | None:
+    """Who runs the command, for the records: the CI actor, else the login name."""
+    return os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or None
 
 
 def _policy(gate: Path | None) -> Any:
@@ -128,10 +148,7 @@ def _policy(gate: Path | None) -> Any:
 
 def _baseline(db: str, dataset: str, baseline: str | None) -> ExperimentInfo | None:
     if baseline is not None:
-        base = get_experiment(db, baseline)
-        if base.status != "completed":
-            raise ConfigError(f"The baseline {base.name!r} is {base.status}; compare with a completed experiment.")
-        return base
+        return _finished(get_experiment(db, baseline))
     from looplab.datasets import get_dataset
     from looplab.experiments.gate import promoted_baseline
 
@@ -139,6 +156,13 @@ def _baseline(db: str, dataset: str, baseline: str | None) -> ExperimentInfo | N
     if promoted is None:
         return None
     return get_experiment(db, promoted if isinstance(promoted, int) else promoted.id)
+
+
+def _finished(base: ExperimentInfo) -> ExperimentInfo:
+    """``base`` when it can be a baseline (completed); ``ConfigError`` otherwise."""
+    if base.status != "completed":
+        raise ConfigError(f"The baseline {base.name!r} is {base.status}; compare with a completed experiment.")
+    return base
 
 
 def _existing(db: str, name: str, dataset: str, variant_id: int) -> int | None:
@@ -253,6 +277,100 @@ def promote_command(
     """Make an experiment its dataset's baseline: later runs without --baseline compare with it."""
     info = promote_experiment(db, name)
     typer.echo(f"{info.name!r} is now the baseline of {info.dataset!r}.")
+
+
+@experiment_app.command("compare")
+def compare_command(
+    candidate: Annotated[str, typer.Argument(help="The experiment to judge (name or id).")],
+    db: DbOption = DEFAULT_DATABASE_URL,
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", help="The experiment to compare with; default: the candidate's own baseline, else its "
+                           "dataset's promoted baseline.")] = None,
+    gate: Annotated[Optional[Path], typer.Option(
+        "--gate", exists=True, dir_okay=False, readable=True,
+        help="A ship policy (YAML) deciding SHIP / DON'T SHIP; default: looplab's default policy.")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", dir_okay=False, help="Also write the report to this file: .md for markdown, .json for JSON.")] = None,
+) -> None:
+    """Compare two finished experiments (one launched from the UI, say), record the decision, and
+    exit 0 on SHIP, 1 on DON'T SHIP, 2 on error."""
+    _exit_with(lambda: _compare(db, candidate, baseline, gate, report))
+
+
+def _compare(db: str, candidate: str, baseline: str | None, gate: Path | None, report: Path | None) -> int:
+    if report is not None and report.suffix.lower() not in (".md", ".json"):
+        raise ConfigError(f"--report {report}: name a .md (markdown) or .json file.")
+    info = _find(db, candidate)
+    if info.status != "completed":
+        raise ConfigError(f"{info.name!r} is {info.status}; compare a completed experiment "
+                          f"(see `looplab experiment status {info.name}`).")
+    if baseline is not None:
+        base: ExperimentInfo | None = _finished(_find(db, baseline))
+    elif info.baseline_id is not None:
+        base = _finished(get_experiment(db, info.baseline_id))
+    else:
+        base = _baseline(db, info.dataset, None)
+    if base is None:
+        raise ConfigError(f"{info.name!r} has no baseline and its dataset {info.dataset!r} has no promoted one; "
+                          "name one with --baseline.")
+    if base.id == info.id:
+        raise ConfigError(f"{info.name!r} cannot be compared with itself; name another experiment with --baseline.")
+    return _gate(db, info, base, _policy(gate), report, _who())
+
+
+@experiment_app.command("status")
+def status_command(
+    name: Annotated[str, typer.Argument(help="The experiment (name or id).")],
+    db: DbOption = DEFAULT_DATABASE_URL,
+) -> None:
+    """How far an experiment got: state, items done, errors, cost, its worker process and log."""
+    from looplab.experiments.worker import status
+
+    s = status(db, _find(db, name).id)
+    state = {"running": "running", "pending": "waiting for its worker", "stalled": "stalled (its worker is gone; "
+             "resume it from the Experiments page or rerun `looplab experiment run` with --name)",
+             "finished": s.status}[s.state]
+    if s.cancel_requested and s.state in ("running", "pending"):
+        state += ", cancel requested"
+    typer.echo(f"{s.name}: {state}")
+    typer.echo(f"  items   {s.done} of {s.total} ({s.fraction:.0%}), {s.errors} error{'' if s.errors == 1 else 's'}")
+    typer.echo(f"  cost    {_money(s.cost_usd)}")
+    if s.worker_pid is not None:
+        beat = f", last heartbeat {s.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if s.heartbeat_at else ""
+        typer.echo(f"  worker  process {s.worker_pid}{beat}")
+    if s.log_path:
+        typer.echo(f"  log     {s.log_path}")
+    if s.error:
+        typer.echo(f"  error   {s.error}")
+
+
+@experiment_app.command("cancel")
+def cancel_command(
+    name: Annotated[str, typer.Argument(help="The running experiment (name or id).")],
+    db: DbOption = DEFAULT_DATABASE_URL,
+) -> None:
+    """Stop a running experiment: it finishes the items in flight and ends cancelled (resumable)."""
+    from looplab.experiments.worker import cancel
+
+    info = _find(db, name)
+    if info.status in ("completed", "failed", "cancelled"):
+        raise ConfigError(f"{info.name!r} is already {info.status}; there is nothing to cancel.")
+    s = cancel(db, info.id)
+    if s.status == "cancelled":
+        typer.echo(f"{s.name!r} is cancelled ({s.done} of {s.total} items done).")
+    else:
+        typer.echo(f"Asked {s.name!r} to stop: it finishes the items in flight, then ends cancelled "
+                   f"({s.done} of {s.total} items done so far).")
+
+
+def _find(db: str, name: str) -> ExperimentInfo:
+    """An experiment named on the command line: by name, else (a number) by id."""
+    try:
+        return get_experiment(db, name)
+    except NotFound:
+        if not name.isdigit():
+            raise
+        return get_experiment(db, int(name))
 
 
 __all__ = ["experiment_app"]
