@@ -6,8 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select, update
+
 from looplab.store.engine import write_session
-from looplab.store.models import Dataset, DatasetItem, Experiment, ExperimentItem, Score
+from looplab.store.models import (
+    Dataset,
+    DatasetItem,
+    Evaluator,
+    Experiment,
+    ExperimentItem,
+    Score,
+)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -57,3 +66,14 @@ def insert_experiment(url: str, name: str, dataset_id: int, items: dict[str, dic
                                   name=score_name, value=value, source="code", evaluator_version=evaluator_version,
                                   created_at=created_at + timedelta(seconds=1)))
         return experiment.id
+
+
+def mark_evaluator(url: str, experiment_ids: list[int], name: str, config: dict) -> None:
+    """Mark every ``name`` score of these experiments as written by a saved evaluator with ``config``."""
+    with write_session(url) as session:
+        evaluator = Evaluator(name=name, version=1, kind="code", config_json=config, created_at=T0)
+        session.add(evaluator)
+        session.flush()
+        item_ids = select(ExperimentItem.id).where(ExperimentItem.experiment_id.in_(experiment_ids))
+        session.execute(update(Score).where(Score.name == name, Score.experiment_item_id.in_(item_ids))
+                        .values(evaluator_id=evaluator.id))

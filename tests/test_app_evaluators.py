@@ -109,3 +109,15 @@ def test_judge_vs_human_table_flags_unreliable_judges(app_db: str) -> None:
     assert table["evaluator"].tolist() == ["verdict-judge"] and table["verdict"].tolist() == ["unreliable"]
     assert "Not reliable yet: verdict-judge on verdict" in shown(at)
     assert at.dataframe[2].value["human"].tolist() == ["fail", "pass"]  # the confusion matrix
+
+
+def test_an_evaluator_where_lower_is_better(app_db: str) -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="ev_type").set_value("regex").run()
+    at.text_input(key="ev_name").input("apologises")
+    at.text_input(key="ev_pattern").input("sorry")
+    at.checkbox(key="ev_lower").check()
+    at.button(key="FormSubmitter:ev_new_form-Save evaluator").click().run()
+    assert not at.exception
+    (info,) = list_evaluators(app_db)
+    assert info.config["higher_is_better"] is False

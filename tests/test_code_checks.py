@@ -169,6 +169,7 @@ def test_version_follows_the_config_not_the_name() -> None:
     ({"type": "numeric", "abs_tol": -1}, "at least 0"),
     ({"type": "similarity", "threshold": 2}, "between 0 and 1"),
     ({"type": "exact_match", "ignore_case": "yes"}, "true or false"),
+    ({"type": "exact_match", "higher_is_better": "no"}, "higher_is_better is true or false"),
     ({"type": "custom", "function": "no_colon"}, "package.module:function"),
     ({"type": "custom", "function": "looplab_missing_module:fn"}, "cannot import"),
     ({"type": "custom", "function": "json:nothing_here"}, "has no 'nothing_here'"),

@@ -17,7 +17,7 @@ from looplab.experiments.comparison import (
 )
 from looplab.store.engine import write_session
 from looplab.store.models import ExperimentItem, Score
-from tests.experiment_rows import T0, insert_dataset, insert_experiment
+from tests.experiment_rows import T0, insert_dataset, insert_experiment, mark_evaluator
 
 N = 30
 
@@ -213,3 +213,65 @@ def test_no_common_scores_and_bad_ids(db_url):
         compare(db_url, cand_id, 999)
     with pytest.raises(ConfigError):
         compare(db_url, cand_id, cand_id)
+
+
+def test_an_evaluator_where_lower_is_better_reads_a_drop_as_a_win(db_url):
+    dataset_id, rows = _dataset(db_url, 20)
+    baseline = {f"q{k:02d}": {"output": "a", "scores": {"hallucination": 1.0 if k < 12 else 0.0,
+                                                        "correctness": 1.0}} for k in range(20)}
+    candidate = {f"q{k:02d}": {"output": "b", "scores": {"hallucination": 1.0 if k < 2 else 0.0,
+                                                         "correctness": 1.0}} for k in range(20)}
+    base_id = insert_experiment(db_url, "baseline", dataset_id, baseline, row_ids=rows)
+    cand_id = insert_experiment(db_url, "candidate", dataset_id, candidate, row_ids=rows)
+    mark_evaluator(db_url, [base_id, cand_id], "hallucination",
+                    {"type": "custom", "function": "m:f", "higher_is_better": False})
+
+    better = compare(db_url, cand_id, base_id).evaluator("hallucination")
+    assert better is not None and not better.higher_is_better
+    assert better.mean_delta == pytest.approx(-0.5) and better.gain == pytest.approx(0.5)
+    # 10 items went from hallucinating to not: wins for the candidate, McNemar p = 2 / 2^10.
+    assert (better.wins, better.ties, better.losses) == (10, 10, 0)
+    assert better.significantly_better(0.05) and not better.significantly_worse(0.05)
+
+    worse = compare(db_url, base_id, cand_id)  # the other way round it is a regression
+    hallucination = worse.evaluator("hallucination")
+    assert hallucination.significantly_worse(0.05) and (hallucination.wins, hallucination.losses) == (0, 10)
+    # The items that started hallucinating are the worst regressions.
+    assert {i.dataset_item_id for i in worse.top_regressions(20)} == {f"q{k:02d}" for k in range(2, 12)}
+
+
+def test_people_s_labels_on_the_items_traces_are_compared_too(db_url):
+    dataset_id, rows = _dataset(db_url, 12)
+    base_id = insert_experiment(db_url, "baseline", dataset_id, {f"q{k:02d}": {"output": "a"} for k in range(12)},
+                                row_ids=rows)
+    cand_id = insert_experiment(db_url, "candidate", dataset_id, {f"q{k:02d}": {"output": "b"} for k in range(12)},
+                                row_ids=rows)
+
+    def human(experiment: str, k: int, value: float, author: str, adjudicated: bool = False, at: int = 0) -> Score:
+        return Score(id=f"h-{experiment}-{k}-{author}-{at}", trace_id=f"t-{experiment}-q{k:02d}", name="helpful",
+                     value=value, source="human", author=author, created_at=T0 + timedelta(minutes=at),
+                     metadata_json={"adjudicated": True} if adjudicated else None)
+
+    with write_session(db_url) as session:
+        for k in range(12):
+            session.add(human("baseline", k, 1.0, "ann"))
+            session.add(human("candidate", k, 0.0 if k < 8 else 1.0, "ann"))
+        # Two annotators on q08 of the candidate: their mean counts; q09's later label replaces the first;
+        # q10's disagreement was settled by an admin, whose value counts.
+        session.add(human("candidate", 8, 0.0, "bob"))
+        session.add(human("candidate", 9, 0.0, "ann", at=5))
+        session.add(human("candidate", 10, 0.0, "bob"))
+        session.add(human("candidate", 10, 1.0, "ada", adjudicated=True, at=9))
+        # Not a person's label: a judge's score on the same trace stays out of "helpful (human)".
+        session.add(Score(id="j-1", trace_id="t-candidate-q11", name="helpful", value=0.0, source="llm_judge",
+                          created_at=T0))
+
+    result = compare(db_url, cand_id, base_id)
+    helpful = result.evaluator("helpful (human)")
+    assert helpful is not None and helpful.n == 12
+    assert helpful.baseline_mean == pytest.approx(1.0)
+    # candidate: q00-q07 0, q08 mean(1, 0) = 0.5, q09 0 (the later label), q10 1 (adjudicated), q11 1
+    assert helpful.candidate_mean == pytest.approx((0.5 + 0 + 1 + 1) / 12)
+    assert helpful.significantly_worse(0.05)
+    item = next(i for i in result.items if i.dataset_item_id == "q08")
+    assert item.candidate_scores == {"helpful (human)": 0.5} and item.deltas == {"helpful (human)": -0.5}

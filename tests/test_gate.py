@@ -19,7 +19,7 @@ from looplab.experiments.gate import (
     record_decision,
 )
 from looplab.experiments.report import as_dict, render_markdown
-from tests.experiment_rows import T0, insert_dataset, insert_experiment
+from tests.experiment_rows import T0, insert_dataset, insert_experiment, mark_evaluator
 
 N = 20
 
@@ -266,3 +266,26 @@ def test_report_json(db_url):
     assert data["items"][1]["diff_vs_baseline"] == [["delete", "answer"], ["insert", "wrong"], ["equal", " 0"]]
     assert len(as_dict(comparison, verdict, items="changed")["items"]) == 9  # 8 worse, 1 failing
     assert as_dict(comparison, items="none")["items"] == []
+
+
+def test_rules_follow_an_evaluator_where_lower_is_better(db_url):
+    cand_id, base_id = _pair(db_url, judge_drop=8)  # "judge" 4 -> 1 on 8 of 20 items: lower is better here
+    mark_evaluator(db_url, [cand_id, base_id], "judge", {"type": "custom", "function": "m:f", "higher_is_better": False})
+    policy = Policy.from_dict({"rules": [
+        {"kind": "no_significant_regression", "evaluators": ["judge"]},
+        {"kind": "not_below_baseline", "evaluator": "judge"},
+        {"kind": "max_mean", "evaluator": "judge", "max": 3.0},
+    ]})
+    improved = decide(compare(db_url, cand_id, base_id), policy)
+    assert _statuses(improved) == {("no_significant_regression", "judge"): "passed",
+                                   ("not_below_baseline", "judge"): "passed", ("max_mean", "judge"): "passed"}
+    assert improved.outcome == "ship"
+
+    regressed = decide(compare(db_url, base_id, cand_id), policy)  # the other way round: 2.8 -> 4
+    by_rule = {(r.rule, r.evaluator): r for r in regressed.reasons}
+    assert by_rule[("no_significant_regression", "judge")].status == "failed"
+    assert by_rule[("not_below_baseline", "judge")].message == (
+        "judge (lower is better): candidate mean 4 is above baseline 2.8 (by 1.2, over 20 items).")
+    assert by_rule[("max_mean", "judge")].message == "judge: candidate mean 4 is above the maximum 3."
+    assert regressed.outcome == "dont_ship"
+    assert "| judge (lower is better) |" in render_markdown(compare(db_url, base_id, cand_id), regressed)

@@ -102,6 +102,10 @@ with new_tab:
                              help="Scores are named after the evaluator (a rubric judge: after its score config). "
                                   "Saving a changed config under the same name adds a version.")
         fields = type_fields(kind)
+        if st.checkbox("Lower scores are better", key="ev_lower",
+                       help="For scores where less is better (a hallucination rate, a length): comparisons and "
+                            "ship gates then read a drop as an improvement."):
+            fields["higher_is_better"] = False
         submitted = st.form_submit_button("Save evaluator", type="primary")
     if submitted:
         try:

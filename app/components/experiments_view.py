@@ -354,18 +354,19 @@ def choose_baseline(url: str, candidate: ExperimentInfo) -> ExperimentInfo | Non
 
 def evaluator_rows(comparison: Comparison) -> list[dict[str, Any]]:
     ci = f"{comparison.confidence:.0%} CI"
-    return [{"Evaluator": e.name, "n": e.n, "Baseline": e.baseline_mean, "Candidate": e.candidate_mean,
+    return [{"Evaluator": e.name + ("" if e.higher_is_better else " (lower is better)"), "n": e.n, "Baseline": e.baseline_mean, "Candidate": e.candidate_mean,
              "Delta": e.mean_delta, ci: "n/a" if e.ci_low is None else f"[{fmt(e.ci_low)}, {fmt(e.ci_high)}]",
              "p": fmt_p(e.p_value), "Test": e.test, "Win / tie / loss": f"{e.wins} / {e.ties} / {e.losses}"}
             for e in comparison.evaluators]
 
 
 def delta_chart(comparison: Comparison) -> alt.Chart | None:
-    data = pd.DataFrame([{"evaluator": e.name, "delta": e.mean_delta, "low": e.ci_low, "high": e.ci_high,
-                          "p": fmt_p(e.p_value)} for e in comparison.evaluators if e.mean_delta is not None])
+    data = pd.DataFrame([{"evaluator": e.name + ("" if e.higher_is_better else " (lower is better)"),
+                          "delta": e.mean_delta, "low": e.ci_low, "high": e.ci_high, "p": fmt_p(e.p_value),
+                          "direction": "better" if e.gain > 0 else ("worse" if e.gain < 0 else "same")}
+                         for e in comparison.evaluators if e.gain is not None])
     if data.empty:
         return None
-    data["direction"] = data["delta"].map(lambda d: "better" if d > 0 else ("worse" if d < 0 else "same"))
     y = alt.Y("evaluator:N", title=None)
     colour = alt.Color("direction:N", scale=alt.Scale(domain=["better", "same", "worse"],
                                                       range=["#2e7d32", "#757575", "#c62828"]), legend=None)

@@ -62,7 +62,7 @@ REQUIRED = {"regex": ("pattern",), "json_schema": ("schema",), "custom": ("funct
 
 def _options(check: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     known = OPTIONS[check]
-    unknown = sorted(set(spec) - set(known) - {"name", "type", "score_name"})
+    unknown = sorted(set(spec) - set(known) - {"name", "type", "score_name", "higher_is_better"})
     if unknown:
         takes = ", ".join(known) or "no options"
         raise ConfigError(f"{check}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "

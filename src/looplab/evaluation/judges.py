@@ -356,7 +356,7 @@ class LLMJudge:
 
 
 JUDGE_OPTIONS = ("name", "type", "template", "model", "params", "score_config", "score_name", "pass_threshold",
-                 "retries", "repairs", "timeout", "json_output")
+                 "retries", "repairs", "timeout", "json_output", "higher_is_better")
 
 
 def build_judge(spec: Mapping[str, Any], score_config: Any = None) -> LLMJudge:

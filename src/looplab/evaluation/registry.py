@@ -3,8 +3,9 @@ their results into ``scores`` rows.
 
 A spec is a check's name (``"exact_match"``) or a dict with a ``type``: one of the code checks
 (``looplab.evaluation.checks``) or ``judge`` (``looplab.evaluation.judges``; ``llm_judge`` is
-accepted too). Saving a spec under a name keeps its version when the config is the same and adds
-version + 1 when it changed; old versions stay, so scores keep pointing at what produced them.
+accepted too). Any spec may say ``higher_is_better: false`` (see ``higher_is_better``). Saving a
+spec under a name keeps its version when the config is the same and adds version + 1 when it
+changed; old versions stay, so scores keep pointing at what produced them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,16 @@ def normalize_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
         kind = spec["type"] = "judge"
     if kind not in EVALUATOR_TYPES:
         raise ConfigError(f"Unknown evaluator type {kind!r}; choose one of {', '.join(EVALUATOR_TYPES)}.")
+    if not isinstance(spec.get("higher_is_better", True), bool):
+        raise ConfigError(f"higher_is_better is true or false; got {spec['higher_is_better']!r}.")
     return spec
+
+
+def higher_is_better(config: Mapping[str, Any] | None) -> bool:
+    """Whether a higher score of this evaluator is the better one (the default). Set
+    ``higher_is_better: false`` for scores where less is better: a hallucination rate, a length,
+    an error count; comparisons and ship gates then read a drop as an improvement."""
+    return bool((config or {}).get("higher_is_better", True))
 
 
 def kind_of(spec: Mapping[str, Any]) -> str:

@@ -4,7 +4,12 @@ Everything is paired by dataset item (``experiment_items.dataset_item_id``): an 
 compared over the items both experiments ran and scored, so each item is its own control. Per
 evaluator (score name) that gives both means, the mean difference ``candidate - baseline`` with a
 bootstrap confidence interval, a p-value (exact McNemar when every value is 0 or 1, a paired
-sign-flip permutation test otherwise) and win/tie/loss counts. Higher scores are better.
+sign-flip permutation test otherwise) and win/tie/loss counts. Higher scores are better unless
+the evaluator that wrote them says ``higher_is_better: false``; then a drop is a win.
+
+People's labels count too: human scores (from annotation queues or manual scoring) on the traces
+of the items' model calls are compared like an evaluator named ``<score> (human)``, one value an
+item: the admin's adjudicated value when there is one, else the mean of the annotators' latest.
 
 Cost and latency are compared over the items both ran (mean, nearest-rank p95, ratios), errors
 over the same items (and which items started or stopped failing). The per-item side by side
@@ -30,6 +35,7 @@ import numpy as np
 from sqlalchemy import and_, or_, select
 
 from looplab.errors import ConfigError, NotFound
+from looplab.evaluation.registry import higher_is_better
 from looplab.experiments.statistics import (
     bootstrap_ci,
     mcnemar_p,
@@ -94,21 +100,29 @@ class EvaluatorComparison:
     candidate_n: int
     baseline_versions: tuple[str, ...] = ()
     candidate_versions: tuple[str, ...] = ()
+    higher_is_better: bool = True
 
     @property
     def binary(self) -> bool:
         """Pass/fail: every value on both sides is 0 or 1."""
         return self.test == "mcnemar"
 
+    @property
+    def gain(self) -> float | None:
+        """The mean difference turned so that positive is better (``mean_delta``, negated when lower is better)."""
+        if self.mean_delta is None:
+            return None
+        return self.mean_delta if self.higher_is_better else -self.mean_delta
+
     def significantly_worse(self, alpha: float = 0.05) -> bool:
-        """The candidate scores lower and ``p < alpha``."""
-        return (self.mean_delta is not None and self.mean_delta < -TIE and self.p_value is not None
-                and self.p_value < alpha)
+        """The candidate scores worse (lower, or higher when lower is better) and ``p < alpha``."""
+        gain = self.gain
+        return gain is not None and gain < -TIE and self.p_value is not None and self.p_value < alpha
 
     def significantly_better(self, alpha: float = 0.05) -> bool:
-        """The candidate scores higher and ``p < alpha``."""
-        return (self.mean_delta is not None and self.mean_delta > TIE and self.p_value is not None
-                and self.p_value < alpha)
+        """The candidate scores better and ``p < alpha``."""
+        gain = self.gain
+        return gain is not None and gain > TIE and self.p_value is not None and self.p_value < alpha
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,8 @@ class ItemComparison:
     """One dataset item side by side.
 
     ``deltas`` holds candidate - baseline per evaluator scored on both sides. ``regression`` sums
-    the deltas scaled by each evaluator's observed range, negated: positive means worse, so
+    the deltas scaled by each evaluator's observed range, negated (not negated for an evaluator
+    where lower is better): positive means worse, so
     sorting by it descending puts the worst items first (items that newly fail go before all).
     Sides the item is missing from have ``None`` status and output.
     """
@@ -360,6 +375,7 @@ class _Side:
     items: dict[str, Any]  # dataset_item_id -> row
     scores: dict[str, dict[str, float]]  # dataset_item_id -> {name: value}
     versions: dict[str, set[str]]  # name -> versions seen
+    lower_is_better: set[str] = field(default_factory=set)  # score names whose evaluator says so
 
 
 def compare(url: str, candidate_id: int, baseline_id: int, *, confidence: float = 0.95,
@@ -385,9 +401,11 @@ def compare(url: str, candidate_id: int, baseline_id: int, *, confidence: float 
 
     common = sorted(set(candidate.items) & set(baseline.items))
     warnings = _warnings(candidate, baseline, common, dataset_rows)
-    evaluators = _compare_evaluators(candidate, baseline, common, confidence, seed)
+    lower_is_better = candidate.lower_is_better | baseline.lower_is_better
+    evaluators = _compare_evaluators(candidate, baseline, common, confidence, seed, lower_is_better)
     scales = _scales(candidate, baseline)
-    items = sort_items([_item(key, candidate, baseline, dataset_rows, scales)
+    signs = {name: (-1.0 if name in lower_is_better else 1.0) for name in scales}
+    items = sort_items([_item(key, candidate, baseline, dataset_rows, scales, signs)
                         for key in sorted(set(candidate.items) | set(baseline.items))])
     return Comparison(
         candidate=candidate.summary,
@@ -416,27 +434,68 @@ def _load_side(session: Any, experiment: Experiment, dataset_names: dict[int, st
     by_row_id = {row.id: row.dataset_item_id for row in rows}
     scores: dict[str, dict[str, float]] = {}
     versions: dict[str, set[str]] = {}
+    written_by: dict[str, set[int]] = {}  # score name -> evaluator ids
     score_rows = conn.execute(
-        select(Score.experiment_item_id, Score.name, Score.value, Score.evaluator_version, Evaluator.version)
+        select(Score.experiment_item_id, Score.name, Score.value, Score.evaluator_version, Evaluator.version,
+               Score.evaluator_id)
         .join(ExperimentItem, ExperimentItem.id == Score.experiment_item_id)
         .outerjoin(Evaluator, Evaluator.id == Score.evaluator_id)
         .where(ExperimentItem.experiment_id == experiment.id)
         .order_by(Score.created_at, Score.id)
     )
-    for item_row_id, name, value, version, evaluator_version in score_rows:
+    for item_row_id, name, value, version, evaluator_version, evaluator_id in score_rows:
         if value is None or not math.isfinite(value):
             continue
         scores.setdefault(by_row_id[item_row_id], {})[name] = float(value)  # the newest wins
         seen = version if version is not None else (str(evaluator_version) if evaluator_version is not None else None)
         if seen is not None:
             versions.setdefault(name, set()).add(seen)
+        if evaluator_id is not None:
+            written_by.setdefault(name, set()).add(evaluator_id)
+    configs = dict(conn.execute(select(Evaluator.id, Evaluator.config_json).where(
+        Evaluator.id.in_({i for ids in written_by.values() for i in ids}))).all()) if written_by else {}
+    lower_is_better = {name for name, ids in written_by.items()
+                       if any(not higher_is_better(configs.get(i)) for i in ids)}
+    for key, human in _human_scores(conn, experiment.id).items():
+        scores.setdefault(key, {}).update(human)
     summary = ExperimentSummary(
         id=experiment.id, name=experiment.name, status=experiment.status, dataset_id=experiment.dataset_id,
         dataset_name=dataset_names.get(experiment.dataset_id), dataset_version=experiment.dataset_version,
         item_count=len(rows), error_count=sum(1 for r in rows if r.status == "error"),
         variant=dict(experiment.variant_json or {}), promoted_at=experiment.promoted_at,
     )
-    return _Side(summary, items, scores, versions)
+    return _Side(summary, items, scores, versions, lower_is_better)
+
+
+HUMAN_SUFFIX = " (human)"
+
+
+def _human_scores(conn: Any, experiment_id: int) -> dict[str, dict[str, float]]:
+    """dataset_item_id -> {"<name> (human)": value}: people's numeric scores on the traces of this
+    experiment's items. Per item and name the adjudicated value when an admin gave one, else the
+    mean over annotators of each one's latest value."""
+    rows = conn.execute(
+        select(ExperimentItem.dataset_item_id, Score.name, Score.value, Score.author, Score.metadata_json)
+        .join(Score, Score.trace_id == ExperimentItem.trace_id)
+        .where(ExperimentItem.experiment_id == experiment_id, ExperimentItem.trace_id.is_not(None),
+               Score.source == "human", Score.experiment_item_id.is_(None), Score.value.is_not(None))
+        .order_by(Score.created_at, Score.id)
+    )
+    latest: dict[tuple[str, str], dict[str | None, float]] = {}
+    ruled: dict[tuple[str, str], float] = {}
+    for key, name, value, author, metadata in rows:
+        if not math.isfinite(value):
+            continue
+        if (metadata or {}).get("adjudicated"):
+            ruled[(key, name)] = float(value)
+        else:
+            latest.setdefault((key, name), {})[author] = float(value)
+    found: dict[str, dict[str, float]] = {}
+    for pair in set(latest) | set(ruled):
+        by_author = latest.get(pair, {})
+        value = ruled[pair] if pair in ruled else sum(by_author.values()) / len(by_author)
+        found.setdefault(pair[0], {})[pair[1] + HUMAN_SUFFIX] = value
+    return found
 
 
 def _dataset_rows(session: Any, candidate: _Side, baseline: _Side) -> dict[str, tuple[Any, Any, int | None]]:
@@ -511,7 +570,7 @@ def _warnings(candidate: _Side, baseline: _Side, common: list[str],
 
 
 def _compare_evaluators(candidate: _Side, baseline: _Side, common: list[str], confidence: float,
-                        seed: int) -> list[EvaluatorComparison]:
+                        seed: int, lower_is_better: set[str]) -> list[EvaluatorComparison]:
     names = sorted({n for s in candidate.scores.values() for n in s} | {n for s in baseline.scores.values() for n in s})
     results = []
     for name in names:
@@ -527,6 +586,7 @@ def _compare_evaluators(candidate: _Side, baseline: _Side, common: list[str], co
             "candidate_n": sum(1 for s in candidate.scores.values() if name in s),
             "baseline_versions": tuple(sorted(baseline.versions.get(name, ()))),
             "candidate_versions": tuple(sorted(candidate.versions.get(name, ()))),
+            "higher_is_better": name not in lower_is_better,
         }
         if n == 0:
             results.append(EvaluatorComparison(baseline_mean=None, candidate_mean=None, mean_delta=None, ci_low=None,
@@ -539,7 +599,7 @@ def _compare_evaluators(candidate: _Side, baseline: _Side, common: list[str], co
         else:
             p = paired_permutation_p(diffs, seed=seed)
         low, high = bootstrap_ci(diffs, confidence=confidence, seed=seed)
-        wins, ties, losses = win_tie_loss(diffs, tie=TIE)
+        wins, ties, losses = win_tie_loss(diffs if name not in lower_is_better else -diffs, tie=TIE)
         results.append(EvaluatorComparison(
             baseline_mean=float(base.mean()), candidate_mean=float(cand.mean()), mean_delta=float(diffs.mean()),
             ci_low=low, ci_high=high, p_value=p, test="mcnemar" if binary else "permutation",
@@ -559,7 +619,7 @@ def _scales(candidate: _Side, baseline: _Side) -> dict[str, float]:
 
 
 def _item(key: str, candidate: _Side, baseline: _Side, dataset_rows: dict[str, tuple[Any, Any, int | None]],
-          scales: dict[str, float]) -> ItemComparison:
+          scales: dict[str, float], signs: dict[str, float]) -> ItemComparison:
     b, c = baseline.items.get(key), candidate.items.get(key)
     b_scores, c_scores = baseline.scores.get(key, {}), candidate.scores.get(key, {})
     deltas = {name: c_scores[name] - b_scores[name] for name in sorted(c_scores) if name in b_scores} if b and c else {}
@@ -570,7 +630,7 @@ def _item(key: str, candidate: _Side, baseline: _Side, dataset_rows: dict[str, t
         baseline_status=b.status if b else None, candidate_status=c.status if c else None,
         baseline_error=b.error if b else None, candidate_error=c.error if c else None,
         baseline_scores=dict(b_scores), candidate_scores=dict(c_scores), deltas=deltas,
-        regression=-sum(delta / scales[name] for name, delta in deltas.items()),
+        regression=-sum(signs[name] * delta / scales[name] for name, delta in deltas.items()),
         baseline_latency_ms=b.latency_ms if b else None, candidate_latency_ms=c.latency_ms if c else None,
         baseline_cost_usd=b.cost_usd if b else None, candidate_cost_usd=c.cost_usd if c else None,
         baseline_trace_id=b.trace_id if b else None, candidate_trace_id=c.trace_id if c else None,

@@ -9,11 +9,14 @@ A policy is a list of rules (YAML or a dict)::
         alpha: 0.05                       # optional
         evaluators: [correctness, tone]   # optional, default: every evaluator in the comparison
       - kind: not_below_baseline          # candidate mean >= baseline mean - margin
-        evaluator: correctness
+        evaluator: correctness            # (<= baseline mean + margin where lower is better)
         margin: 0.02                      # optional, default 0
       - kind: min_mean                    # candidate mean >= min
         evaluator: correctness
         min: 0.8
+      - kind: max_mean                    # candidate mean <= max (for scores where lower is better)
+        evaluator: hallucination
+        max: 0.1
       - kind: latency                     # candidate / baseline <= max_ratio
         stat: p95                         # mean or p95 (default p95)
         max_ratio: 1.2
@@ -111,6 +114,7 @@ RULE_KINDS: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
     "no_significant_regression": {"alpha": (None, _alpha), "evaluators": (None, _names)},
     "not_below_baseline": {"evaluator": (_REQUIRED, _name), "margin": (0.0, _number(0))},
     "min_mean": {"evaluator": (_REQUIRED, _name), "min": (_REQUIRED, _number())},
+    "max_mean": {"evaluator": (_REQUIRED, _name), "max": (_REQUIRED, _number())},
     "latency": {"stat": ("p95", _one_of("mean", "p95")), "max_ratio": (_REQUIRED, _number(0, above=True))},
     "cost": {"stat": ("mean", _one_of("mean", "p95", "total")), "max_ratio": (_REQUIRED, _number(0, above=True))},
     "errors": {"max_new": (0, _integer), "max_rate": (None, lambda v: None if v is None else _number(0, high=1)(v))},
@@ -285,7 +289,8 @@ def decide(comparison: Comparison, policy: Policy = DEFAULT_POLICY,
 
 
 def _evaluator_details(e: EvaluatorComparison) -> dict[str, Any]:
-    return {"n": e.n, "baseline_mean": e.baseline_mean, "candidate_mean": e.candidate_mean, "delta": e.mean_delta,
+    return {"n": e.n, "higher_is_better": e.higher_is_better, "baseline_mean": e.baseline_mean,
+            "candidate_mean": e.candidate_mean, "delta": e.mean_delta,
             "ci_low": e.ci_low, "ci_high": e.ci_high, "p_value": e.p_value, "test": e.test}
 
 
@@ -340,6 +345,17 @@ def _check_not_below(comparison: Comparison, rule: Rule, policy: Policy,
         return [early] if early else []
     assert e.baseline_mean is not None and e.candidate_mean is not None
     margin = float(rule.settings["margin"])
+    if not e.higher_is_better:  # "not worse" is "not above" there
+        ceiling = e.baseline_mean + margin
+        details = {**_evaluator_details(e), "margin": margin, "ceiling": ceiling}
+        allowed = f"baseline {fmt(e.baseline_mean)} + {fmt(margin)} = {fmt(ceiling)}" if margin else \
+            f"baseline {fmt(e.baseline_mean)}"
+        if e.candidate_mean <= ceiling + 1e-12:
+            return [RuleResult(rule.kind, "passed", f"{e.name} (lower is better): candidate mean "
+                               f"{fmt(e.candidate_mean)} is not above {allowed} (over {e.n} items).", e.name, details)]
+        return [RuleResult(rule.kind, "failed", f"{e.name} (lower is better): candidate mean {fmt(e.candidate_mean)} "
+                           f"is above {allowed} (by {fmt(e.candidate_mean - ceiling)}, over {e.n} items).",
+                           e.name, details)]
     floor = e.baseline_mean - margin
     details = {**_evaluator_details(e), "margin": margin, "floor": floor}
     allowed = f"baseline {fmt(e.baseline_mean)} - {fmt(margin)} = {fmt(floor)}" if margin else \
@@ -364,6 +380,21 @@ def _check_min_mean(comparison: Comparison, rule: Rule, policy: Policy,
                            f"{fmt(minimum)}.", e.name, details)]
     return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is below the minimum "
                        f"{fmt(minimum)}.", e.name, details)]
+
+
+def _check_max_mean(comparison: Comparison, rule: Rule, policy: Policy,
+                    unreliable: frozenset[str]) -> list[RuleResult]:
+    e, early = _named_evaluator(comparison, rule, unreliable)
+    if e is None:
+        return [early] if early else []
+    assert e.candidate_mean is not None
+    maximum = float(rule.settings["max"])
+    details = {**_evaluator_details(e), "max": maximum}
+    if e.candidate_mean <= maximum + 1e-12:
+        return [RuleResult(rule.kind, "passed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is at most "
+                           f"{fmt(maximum)}.", e.name, details)]
+    return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is above the maximum "
+                       f"{fmt(maximum)}.", e.name, details)]
 
 
 def _check_ratio(comparison: Comparison, rule: Rule, policy: Policy, unreliable: frozenset[str]) -> list[RuleResult]:
@@ -417,6 +448,7 @@ _CHECKS: dict[str, Callable[[Comparison, Rule, Policy, frozenset[str]], list[Rul
     "no_significant_regression": _check_regression,
     "not_below_baseline": _check_not_below,
     "min_mean": _check_min_mean,
+    "max_mean": _check_max_mean,
     "latency": _check_ratio,
     "cost": _check_ratio,
     "errors": _check_errors,

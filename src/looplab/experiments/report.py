@@ -96,7 +96,8 @@ def render_markdown(comparison: Comparison, verdict: Verdict, *, top: int = 5) -
                   f"| Evaluator | Baseline | Candidate | Delta | {comparison.confidence:.0%} CI | p | Win / tie / loss | n |",
                   "|---|---:|---:|---:|---|---:|---|---:|"]
         for e in comparison.evaluators:
-            name = _cell(e.name) + (" (unreliable)" if e.name in verdict.unreliable_judges else "")
+            name = _cell(e.name) + ("" if e.higher_is_better else " (lower is better)") \
+                + (" (unreliable)" if e.name in verdict.unreliable_judges else "")
             ci = "n/a" if e.ci_low is None else f"[{fmt(e.ci_low)}, {fmt(e.ci_high)}]"
             test = "" if e.test == "none" else (" (McNemar)" if e.binary else " (perm.)")
             lines.append(f"| {name} | {fmt(e.baseline_mean)} | {fmt(e.candidate_mean)} | "
