@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from enum import Enum
@@ -34,6 +35,12 @@ from looplab.errors import ConfigError, LooplabError
 from looplab.evaluation.cli import evaluate_app
 from looplab.experiments.cli import experiment_app
 from looplab.store.engine import get_engine, upgrade
+from looplab.store.lifecycle import (
+    Removed,
+    delete_user,
+    prune_traces,
+    reclaimable_bytes,
+)
 from looplab.store.queries import (
     TRACE_CSV_COLUMNS,
     iter_traces_for_export,
@@ -253,6 +260,113 @@ def _write_file(path: Path, write: Callable[[IO[str]], int]) -> int:
     finally:
         partial.unlink(missing_ok=True)
     return count
+
+
+# --- looplab prune / delete (data lifecycle) -------------------------------------------------------
+
+OLDER_THAN_HELP = "an age in hours, days or weeks (12h, 90d, 2w) or a date (2026-01-01, UTC)"
+
+
+@app.command("prune")
+def prune_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help=f"Remove traces that started before this: {OLDER_THAN_HELP}.")
+    ],
+    db: DbOption = DEFAULT_DATABASE_URL,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation.")] = False,
+) -> None:
+    """Remove old traces (retention) with their spans, tags, scores, search entries and queue items."""
+    cutoff = _older_than(older_than, datetime.now(timezone.utc))
+    _require_existing_database(db)
+    _remove(
+        db,
+        f"traces that started before {_moment(cutoff)}",
+        lambda dry, progress: prune_traces(db, cutoff, dry_run=dry, progress=progress),
+        dry_run=dry_run,
+        yes=yes,
+    )
+
+
+@app.command("delete")
+def delete_command(
+    user_id: Annotated[
+        str, typer.Option("--user-id", help="The end user whose traces to erase (the user_id they were recorded with).")
+    ],
+    db: DbOption = DEFAULT_DATABASE_URL,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation.")] = False,
+) -> None:
+    """Erase one user's traces with their spans, scores, search entries and queue items."""
+    if not user_id.strip():
+        raise ConfigError("--user-id is empty; give the user_id their traces were recorded with.")
+    _require_existing_database(db)
+    removed = _remove(
+        db,
+        f"traces of user {user_id!r}",
+        lambda dry, progress: delete_user(db, user_id, dry_run=dry, progress=progress),
+        dry_run=dry_run,
+        yes=yes,
+    )
+    if removed is not None and removed.dataset_items_unlinked:
+        typer.echo("The unlinked dataset items may still hold this user's data: review them in Datasets.")
+
+
+def _remove(
+    db: str, what: str, run: Callable[[bool, Any], Removed], *, dry_run: bool, yes: bool
+) -> Removed | None:
+    """Count, confirm (unless ``yes``), remove and report; returns what was removed (None when nothing was)."""
+    where = _display_url(db)
+    if dry_run or not yes:
+        preview = run(True, None)
+        if preview.nothing:
+            typer.echo(f"No {what} in {where}; nothing to remove.")
+            return None
+        typer.echo(f"{'Would remove' if dry_run else 'About to remove'} {what} from {where}:")
+        for line in preview.lines():
+            typer.echo(f"  {line}")
+        if dry_run:
+            typer.echo("Dry run: nothing was removed.")
+            return None
+        typer.confirm("Remove them? This cannot be undone.", abort=True)
+    with progress_bar("Removing traces") as progress:
+        removed = run(False, progress)
+    if removed.nothing:
+        typer.echo(f"No {what} in {where}; nothing removed.")
+        return None
+    typer.echo(f"Removed {what} from {where}:")
+    for line in removed.lines():
+        typer.echo(f"  {line}")
+    free = reclaimable_bytes(db)
+    if free and free >= 1 << 20:
+        # What sqlite-utils and Datasette users expect to be told: the file does not shrink by itself.
+        path = make_url(db).database
+        typer.echo(
+            f"The SQLite file keeps its size: its {free / (1 << 20):,.1f} MB of free pages will hold new data. "
+            f"To give them back to the disk, stop looplab's writers and run: sqlite3 {path} VACUUM"
+        )
+    return removed
+
+
+def _older_than(text: str, now: datetime) -> datetime:
+    """``--older-than``: an age (hours, days, weeks) before ``now`` or a date, as an aware UTC datetime."""
+    match = re.fullmatch(r"(\d+)\s*([a-z]+)", text.strip().lower())
+    if match and match.group(2) in ("s", "m"):
+        # 3m reads as minutes to looplab and as months to many people: refuse rather than guess.
+        raise ConfigError(
+            f"--older-than {text!r} would count {'seconds' if match.group(2) == 's' else 'minutes'}; "
+            f"retention is {OLDER_THAN_HELP}."
+        )
+    try:
+        return parse_when(text, now)
+    except ConfigError as err:
+        if match and match.group(2) in ("h", "d", "w"):
+            raise ConfigError(f"--older-than: {err}") from None
+        raise ConfigError(f"--older-than {text!r} is not {OLDER_THAN_HELP}.") from None
+
+
+def _moment(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 # --- Helpers --------------------------------------------------------------------------------------
