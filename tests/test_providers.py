@@ -223,6 +223,17 @@ def test_openai_compatible_from_the_environment(fake_llm: FakeLLM, monkeypatch: 
     assert fake_llm.requests[-1].body["model"] == "llama3.1:8b"
 
 
+def test_a_self_hosted_model_is_traced_under_its_endpoint_and_never_priced_as_openai_s(
+        traced: str, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLAB_OPENAI_COMPATIBLE_MY_VLLM_BASE_URL", fake_llm.openai_base_url)
+    answer = complete("openai-compatible:my-vllm/gpt-4o-mini", HELLO)  # served locally under an OpenAI name
+    assert answer.cost_usd is None
+    looplab.flush()
+    (span,) = stored_spans(traced)
+    assert span["provider"] == "openai-compatible:my-vllm" and span["model"] == "gpt-4o-mini"
+    assert span["input_tokens"] is not None and span["cost_usd"] is None
+
+
 def test_openai_compatible_from_secrets_toml(fake_llm: FakeLLM, tmp_path: Path) -> None:
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text(

@@ -17,10 +17,10 @@ from looplab.errors import ConfigError
 from looplab.providers.endpoints import Endpoint, resolve, safe_url
 from looplab.providers.failures import to_provider_error, unreadable
 from looplab.providers.models import OPENAI_PARAMS, Completion, ModelRef, check_params
-from looplab.tracing.pricing import cost_usd
+from looplab.tracing.pricing import SELF_HOSTED, cost_usd
 
 _lock = threading.Lock()
-_clients: dict[tuple[str | None, str | None, float], Any] = {}
+_clients: dict[tuple[str | None, str | None, float, str], Any] = {}
 
 
 def _sdk() -> Any:
@@ -31,9 +31,10 @@ def _sdk() -> Any:
     return openai
 
 
-def client_for(endpoint: Endpoint, timeout: float) -> Any:
-    """A traced ``OpenAI`` client for this base URL, key and timeout, made once and shared."""
-    key = (endpoint.base_url, endpoint.api_key, timeout)
+def client_for(endpoint: Endpoint, timeout: float, provider: str = "openai") -> Any:
+    """A traced ``OpenAI`` client for this base URL, key and timeout, made once and shared; its
+    spans record ``provider``."""
+    key = (endpoint.base_url, endpoint.api_key, timeout, provider)
     client = _clients.get(key)
     if client is not None:
         return client
@@ -44,7 +45,8 @@ def client_for(endpoint: Endpoint, timeout: float) -> Any:
         client = _clients.get(key)
         if client is None:
             client = looplab.wrap_openai(
-                openai.OpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=timeout, max_retries=0)
+                openai.OpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=timeout, max_retries=0),
+                provider=provider,
             )
             _clients[key] = client
     return client
@@ -66,7 +68,8 @@ def complete_openai(ref: ModelRef, model: str, messages: list[dict[str, Any]], p
                     timeout: float, json_output: bool) -> Completion:
     kwargs = request_kwargs(ref, messages, params, json_output)
     endpoint = resolve(ref)
-    client = client_for(endpoint, timeout)
+    # A model on the user's own server is shown under its endpoint's name and never priced as OpenAI's.
+    client = client_for(endpoint, timeout, "openai" if ref.provider == "openai" else f"{SELF_HOSTED}:{ref.endpoint}")
     openai = _sdk()
     where = safe_url(endpoint.base_url) or ("OpenAI" if ref.provider == "openai" else None)
     started = time.perf_counter()

@@ -315,12 +315,17 @@ def _digest_embeddings(response: Any) -> dict[str, Any]:
             "usage": pick(get_field(response, "usage"), "prompt_tokens")}
 
 
-def wrap_openai(client: ClientT) -> ClientT:
+def wrap_openai(client: ClientT, *, provider: str = PROVIDER) -> ClientT:
     """Trace this OpenAI client's calls and return the same client.
 
     Each call becomes an ``llm`` (or ``embedding``) span: a child of the active ``trace`` or
     ``observe`` span, or a one-span trace of its own. The SDK's result or exception reaches the
     caller unchanged. Wrapping twice is harmless.
+
+    ``provider`` is what the spans record as their provider. For a client pointed at a server of
+    your own that speaks OpenAI's API (vLLM, Ollama...), name it ``openai-compatible`` (or
+    ``openai-compatible:<name>``): its calls are then shown under that name and not priced at
+    OpenAI's rates.
     """
     import openai
 
@@ -333,11 +338,11 @@ def wrap_openai(client: ClientT) -> ClientT:
     for method in ("create", "parse"):
         if hasattr(completions, method):
             patch_method(completions, method, kind="llm", name=f"openai.chat.completions.{method}",
-                         provider=PROVIDER, extract=_extract_chat, is_stream=is_stream, digest=_digest_chat,
+                         provider=provider, extract=_extract_chat, is_stream=is_stream, digest=_digest_chat,
                          digest_item=_digest_chat_chunk, is_content=_chat_chunk_has_content)
     patch_method(client.responses, "create", kind="llm", name="openai.responses.create",  # type: ignore[attr-defined]
-                 provider=PROVIDER, extract=_extract_responses, is_stream=is_stream, digest=_digest_response,
+                 provider=provider, extract=_extract_responses, is_stream=is_stream, digest=_digest_response,
                  digest_item=_digest_response_event, is_content=_response_event_has_content)
     patch_method(client.embeddings, "create", kind="embedding", name="openai.embeddings.create",  # type: ignore[attr-defined]
-                 provider=PROVIDER, extract=_extract_embeddings, is_stream=is_stream, digest=_digest_embeddings)
+                 provider=provider, extract=_extract_embeddings, is_stream=is_stream, digest=_digest_embeddings)
     return client

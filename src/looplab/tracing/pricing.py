@@ -20,6 +20,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover - it is a dependency
     PRICING_SOURCE = None
 
+# Spans of models on the user's own OpenAI-compatible server carry this provider (``openai-compatible:NAME``).
+SELF_HOSTED = "openai-compatible"
 _MISSING = object()
 _cache: dict[tuple[str | None, str], Any] = {}
 _lock = threading.Lock()
@@ -59,13 +61,16 @@ def cost_usd(
     cached_tokens: int | None = None,
     cache_write_tokens: int | None = None,
 ) -> float | None:
-    """The call's cost in USD, or ``None`` when the model or its usage is unknown.
+    """The call's cost in USD, or ``None`` when the model or its usage is unknown, or the model runs
+    on the user's own OpenAI-compatible server (``provider`` ``openai-compatible...``).
 
     ``input_tokens`` includes cached and cache-write tokens (OpenAI's convention); cached tokens
     are charged at the cache-read rate where the model has one.
     """
     if not model or input_tokens is None or output_tokens is None:
         return None
+    if provider is not None and provider.startswith(SELF_HOSTED):
+        return None  # a model served by the user's own server: a vendor's price for the same name would be wrong
     key = (provider, model)
     rates = _cache.get(key, _MISSING)
     if rates is _MISSING:
