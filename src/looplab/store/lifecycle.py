@@ -234,31 +234,33 @@ class _Removal:
         if dry_run:
             return self.count(engine, search_index)
         total = self.count_traces(engine) if self.progress else 0
-        removed = Removed()
+        # What committed batches removed so far: what an error part way reports.
+        self.removed = Removed()
         try:
             with engine.connect() as conn:
                 secure = self.erase and engine.dialect.name == "sqlite"
                 if secure:
                     _set_secure_delete(conn, True)
                 try:
-                    removed = self._remove_traces(conn, search_index, total, removed)
+                    self._remove_traces(conn, search_index, total)
                     if self.orphan_spans_before is not None:
-                        removed = self._remove_orphan_spans(conn, removed)
+                        self._remove_orphan_spans(conn)
                 finally:
                     if secure:
                         _set_secure_delete(conn, False)
         except SQLAlchemyError as err:
             reason = getattr(err, "orig", None) or err
-            if removed.nothing:
-                raise IncompleteRemoval(f"Nothing was removed from {_display(self.url)}: {reason}", removed) from err
+            if self.removed.nothing:
+                raise IncompleteRemoval(f"Nothing was removed from {_display(self.url)}: {reason}",
+                                        self.removed) from err
             raise IncompleteRemoval(
-                f"Stopped after removing {'; '.join(removed.lines())} from {_display(self.url)}: {reason}. "
+                f"Stopped after removing {', '.join(self.removed.lines())} from {_display(self.url)}: {reason}. "
                 "Each trace was removed whole or kept whole; run the same command again to remove the rest.",
-                removed,
+                self.removed,
             ) from err
-        return removed
+        return self.removed
 
-    def _remove_traces(self, conn: Connection, search_index: bool, total: int, removed: Removed) -> Removed:
+    def _remove_traces(self, conn: Connection, search_index: bool, total: int) -> None:
         # Oldest first, locked on PostgreSQL so that two concurrent runs take the rows in one order.
         batch_query = (select(Trace.id).where(self.where).order_by(Trace.start_time, Trace.id)
                        .limit(self.batch_size).with_for_update())
@@ -267,13 +269,14 @@ class _Removal:
             with conn.begin():
                 ids = list(conn.execute(batch_query).scalars())
                 if not ids:
-                    return removed
-                removed += _remove_batch(conn, ids, search_index)
+                    return
+                batch = _remove_batch(conn, ids, search_index)
+            self.removed += batch  # committed
             if self.progress:
-                self.progress(removed.traces, max(total, removed.traces))
+                self.progress(self.removed.traces, max(total, self.removed.traces))
             self._pause(conn, started)
 
-    def _remove_orphan_spans(self, conn: Connection, removed: Removed) -> Removed:
+    def _remove_orphan_spans(self, conn: Connection) -> None:
         before = self.orphan_spans_before
         assert before is not None
         orphans = (select(Span.trace_id).where(Span.start_time < before, ~exists().where(Trace.id == Span.trace_id))
@@ -283,9 +286,9 @@ class _Removal:
             with conn.begin():
                 trace_ids = list(conn.execute(orphans).scalars())
                 if not trace_ids:
-                    return removed
-                count = conn.execute(delete(Span).where(Span.trace_id.in_(trace_ids), Span.start_time < before)).rowcount
-                removed += Removed(spans=count)
+                    return
+                spans = conn.execute(delete(Span).where(Span.trace_id.in_(trace_ids), Span.start_time < before)).rowcount
+            self.removed += Removed(spans=spans)
             self._pause(conn, started)
 
     def _pause(self, conn: Connection, started: float) -> None:
