@@ -411,7 +411,7 @@ class Writer:
                 with engine.begin() as conn:
                     _insert_all(conn, pending)
             except SQLAlchemyError as err:
-                if _is_storage_failure(err):
+                if is_storage_failure(err):
                     raise
                 # Some row is bad: find it in a fresh transaction, row by row.
                 with engine.begin() as conn:
@@ -450,7 +450,7 @@ class Writer:
                         _insert(conn, key, [row])
                     getattr(kept, key).append(row)
                 except SQLAlchemyError as err:
-                    if _is_storage_failure(err):
+                    if is_storage_failure(err):
                         raise
                     with self._count_lock:
                         self._rejected += 1
@@ -476,7 +476,7 @@ def _lower_this_threads_priority() -> None:
         log.debug("looplab: could not lower the writer thread's priority: %s", err)
 
 
-def _is_storage_failure(err: SQLAlchemyError) -> bool:
+def is_storage_failure(err: SQLAlchemyError) -> bool:
     """Whether the database is unreachable or unwritable, as opposed to refusing this data."""
     if isinstance(err, OperationalError):
         return True
@@ -491,7 +491,11 @@ def _insert_all(conn: Connection, rows: Rows) -> None:
 
 
 _COLUMNS = {"spans": ("spans", SPAN_COLUMNS), "traces": ("traces", TRACE_COLUMNS),
-            "tags": ("trace_tags", TAG_COLUMNS), "scores": ("scores", SCORE_COLUMNS)}
+            "tags": ("trace_tags", TAG_COLUMNS), "scores": ("scores", SCORE_COLUMNS),
+            # Spans that may already be stored (an OTLP exporter retrying a batch): those are skipped.
+            "new_spans": ("spans", SPAN_COLUMNS)}
+# Keys whose rows are skipped when their primary key is already stored, instead of failing.
+_SKIP_EXISTING = frozenset({"tags", "new_spans"})
 _statements: dict[tuple[str, str, int], str] = {}
 # Rows per multi-row INSERT on SQLite: powers of two, so a batch of n rows takes at most one
 # statement per set bit of n (a 1,000-span batch: 6 for spans, 6 for its 250 traces) and the
@@ -500,6 +504,16 @@ _statements: dict[tuple[str, str, int], str] = {}
 _SQLITE_CHUNKS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 _SQLITE_DEFAULT_MAX_VARIABLES = 999  # SQLite before 3.32 allowed no more bound values a statement
 _NULL = bytearray()  # stands for NULL in SQLite inserts; never changed
+
+
+def insert_rows(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ready-made row tuples (columns as in ``looplab.tracing.rows``) the writer's fast way.
+
+    ``key`` is ``"spans"``, ``"traces"``, ``"tags"``, ``"scores"``, or ``"new_spans"``: spans
+    whose (trace id, span id) is already stored are skipped rather than failing the statement.
+    """
+    if rows:
+        _insert(conn, key, rows)
 
 
 def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
@@ -546,8 +560,8 @@ def _statement(conn: Connection, key: str, count: int) -> str:
             # looplab stores is an empty blob.
             marker = f"NULLIF({marker}, x'')"
         values = f"({', '.join([marker] * len(columns))})"
-        # The same tag twice on one trace is one tag.
-        conflict = " ON CONFLICT DO NOTHING" if key == "tags" else ""
+        # The same tag twice on one trace is one tag; a span sent twice is one span.
+        conflict = " ON CONFLICT DO NOTHING" if key in _SKIP_EXISTING else ""
         # SQLite: OR FAIL, not the default OR ABORT. To undo just the failed statement, ABORT
         # makes every multi-row INSERT copy each page it touches into a statement journal (a
         # temporary file): three times the data the rows themselves write. A failed statement
