@@ -1,0 +1,86 @@
+"""``looplab gateway``: serve the gateway with uvicorn.
+
+``gateway_command`` is a plain Typer command function; the ``looplab`` command registers it
+(``app.command("gateway")(gateway_command)``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from typing import Annotated, Optional
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from looplab.cli_options import DbOption
+from looplab.config import DEFAULT_DATABASE_URL
+from looplab.errors import ConfigError, StoreError
+from looplab.gateway.settings import ANTHROPIC_BASE_URL, OPENAI_BASE_URL, GatewaySettings, api_key_from_env
+
+log = logging.getLogger("looplab.gateway")
+
+
+def _extra_routes(settings: GatewaySettings) -> Sequence[object]:
+    """The OpenTelemetry ingest's routes, when that part of looplab is installed."""
+    if importlib.util.find_spec("looplab.otlp") is None:
+        return ()
+    from looplab.otlp import otlp_routes  # type: ignore[import-not-found, unused-ignore]
+
+    return list(otlp_routes(settings.database_url))
+
+
+def gateway_command(
+    db: DbOption = DEFAULT_DATABASE_URL,
+    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless you mean to share it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 4000,
+    openai_base_url: Annotated[str, typer.Option(
+        envvar="LOOPLAB_GATEWAY_OPENAI_BASE_URL",
+        help="Where OpenAI-compatible calls go, with the version (…/v1): OpenAI, Azure, vLLM, Ollama…")] = OPENAI_BASE_URL,
+    anthropic_base_url: Annotated[str, typer.Option(
+        envvar="LOOPLAB_GATEWAY_ANTHROPIC_BASE_URL",
+        help="Where Anthropic calls (/v1/messages) go, without the version.")] = ANTHROPIC_BASE_URL,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for a non-streamed answer before answering 504.")] = 600.0,
+    stream_timeout: Annotated[Optional[float], typer.Option(
+        help="Longest silence (seconds) tolerated inside a streamed answer; default: no limit.")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        help="Seconds to connect to an upstream before answering 504.")] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
+) -> None:
+    """Start the gateway: an OpenAI/Anthropic-compatible proxy that traces every call, and the scores API.
+
+    Point a client's base URL at it (http://HOST:PORT/v1 for openai, http://HOST:PORT for
+    anthropic). With LOOPLAB_API_KEY set, requests need it in the x-looplab-api-key header.
+    """
+    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("starlette") is None:
+        raise ConfigError("The gateway needs the gateway extra: pip install 'looplab[gateway]'.")
+    import uvicorn
+
+    from looplab.gateway.app import create_app
+    from looplab.store.engine import get_engine
+
+    settings = GatewaySettings(
+        host=host, port=port, openai_base_url=openai_base_url, anthropic_base_url=anthropic_base_url,
+        database_url=db, api_key=api_key_from_env(), read_timeout=timeout, stream_read_timeout=stream_timeout,
+        connect_timeout=connect_timeout,
+    )
+    try:
+        shown = make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = db  # reported as a warning just below
+    try:
+        get_engine(db)  # opened (and migrated) now, so that a problem is seen at start
+    except StoreError as err:
+        # Still serve: recording never stops calls, and the writer keeps retrying.
+        typer.echo(f"Warning: {err} Calls are proxied; their traces are kept in memory (bounded) and retried.",
+                   err=True)
+    app = create_app(settings, _extra_routes(settings))  # type: ignore[arg-type]
+    if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"Warning: listening on {host} without LOOPLAB_API_KEY: anyone who reaches it can record "
+                   "traces and scores.", err=True)
+    typer.echo(f"looplab gateway on http://{host}:{port} recording into {shown}; Ctrl+C stops it.")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
+                timeout_graceful_shutdown=10, server_header=False)
