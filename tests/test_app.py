@@ -114,7 +114,7 @@ def test_overview_shows_each_steps_numbers(demo: str) -> None:
     week = traces_in(demo, TraceFilter.last("7d"))
     assert as_int(metric(at, "Traces in range")) == week > 500
     assert as_int(metric(at, "Need attention")) == attention_count(demo, TraceFilter.last("7d")) > 0
-    assert metric(at, "Latest experiment") == "none yet"
+    assert metric(at, "Latest experiment") == "support v1"  # the demo's baseline
 
 
 def test_monitoring_shows_the_ranges_numbers_charts_and_attention(demo: str) -> None:

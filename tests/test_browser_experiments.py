@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from looplab.demo import seed
-from looplab.evaluation.registry import save_evaluator
+from looplab.demo import BASELINE_TEMPLATE, seed
 from looplab.experiments.gate import list_decisions
-from looplab.experiments.records import get_experiment, list_experiments, promote_experiment
-from looplab.experiments.runner import create_experiment, run_experiment
-from looplab.experiments.variants import VariantSpec
+from looplab.experiments.records import get_experiment, list_experiments
 from tests.browser import CHROMIUM_ARGS, chromium_path, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = os.environ.get("LOOPLAB_SCREENSHOTS")
-TEMPLATE = "{{ input.message }}\nReference answer: {{ expected.reply }}"
+TEMPLATE = BASELINE_TEMPLATE
 
 
 def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -37,15 +34,8 @@ def test_launch_compare_and_decide(tmp_path: Path) -> None:
 
     chromium = chromium_path()
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    seed(url)
-    save_evaluator(url, "exact reply", "exact_match")
-    save_evaluator(url, "similar reply", {"type": "similarity", "threshold": 0.8})
-    baseline = create_experiment(url, "support v1", "support-golden",
-                                 VariantSpec(name="support-answer", kind="prompt", model="mock:support",
-                                             prompt=TEMPLATE, params={"quality": 0.9}),
-                                 evaluators=["exact reply", "similar reply"])
-    assert run_experiment(url, baseline, retry_base_delay=0.01, poll_interval=0.05).status == "completed"
-    promote_experiment(url, baseline)
+    assert seed(url).baseline_added == "support v1"  # the demo's promoted baseline, scored by two evaluators
+    baseline = get_experiment(url, "support v1").id
 
     with running_app(url) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)

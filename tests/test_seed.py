@@ -55,7 +55,7 @@ def small_sample(folder: Path, lines: int = 40) -> Path:
 def test_seed_loads_two_weeks_of_support_traffic_ending_now(db_url: str) -> None:
     calls: list[tuple[int, int]] = []
 
-    result = seed(db_url, now=NOW, progress=lambda done, total: calls.append((done, total)))
+    result = seed(db_url, now=NOW, progress=lambda done, total: calls.append((done, total)), baseline=False)
 
     traces = rows(db_url, Trace.__table__)
     spans = rows(db_url, Span.__table__)
@@ -169,6 +169,33 @@ def test_the_sample_golden_dataset_holds_reviewed_support_answers(sqlite_url: st
     assert items[0].input == {"message": "How long does shipping take?"}  # the file's order is kept
 
 
+def test_the_golden_dataset_comes_with_a_promoted_baseline_to_compare_with(traced: str, tmp_path: Path) -> None:
+    from looplab.evaluation.registry import list_evaluators
+    from looplab.experiments.gate import promoted_baseline
+    from looplab.experiments.records import experiment_progress, get_experiment, score_summary
+    from looplab.experiments.runner import experiment_items
+
+    # `traced`: this process records into the database (a CLI `looplab seed` points tracing there itself).
+    result = seed(traced, now=NOW, sample_dir=small_sample(tmp_path / "sample", lines=5))
+
+    assert result.baseline_added == "support v1"
+    baseline = get_experiment(traced, "support v1")
+    assert baseline.status == "completed" and baseline.promoted_at is not None
+    assert promoted_baseline(traced, baseline.dataset_id) == baseline.id
+    assert baseline.variant["model"] == "mock:support" and baseline.dataset == "support-golden"
+    progress = experiment_progress(traced, baseline.id)
+    assert (progress.done, progress.total, progress.errors) == (51, 51, 0)
+    assert {e.name for e in list_evaluators(traced)} == {"exact reply", "similar reply"}
+    scores = {s.name: s for s in score_summary(traced, baseline.id)}
+    assert set(scores) == {"exact reply", "similar reply"} and all(s.count == 51 for s in scores.values())
+    assert 0.5 < scores["exact reply"].mean < 1  # the mock gets most replies right, not all
+    # Each item's model call is a trace of its own, stored by the time seed returns.
+    trace_ids = {i["trace_id"] for i in experiment_items(traced, baseline.id)}
+    with read_session(traced) as session:
+        stored = set(session.scalars(select(Trace.id).where(Trace.id.in_(trace_ids))))
+    assert len(trace_ids) == 51 and stored == trace_ids
+
+
 # --- seeding again -------------------------------------------------------------------------------------
 
 
@@ -185,6 +212,7 @@ def test_seeding_again_adds_nothing(db_url: str, tmp_path: Path) -> None:
     assert again.traces_in_sample == 40 and again.score_configs_added == ()
     assert (again.dataset_added, again.dataset_items_added) == (None, 0)
     assert first.queues_added == ("Thumbs-down review", "Weekly sample") and again.queues_added == ()
+    assert first.baseline_added == "support v1" and again.baseline_added is None
     assert [rows(db_url, model.__table__) for model in (Trace, Span, Score, ScoreConfig, Dataset, DatasetItem)] == before
 
 
@@ -253,6 +281,7 @@ def test_cli_seed_loads_the_sample_and_says_so_once(db_url: str) -> None:
     assert re.search(r"  [\d,]+ traces, [\d,]+ spans and [\d,]+ scores, \d{4}-\d\d-\d\d \d\d:\d\d to ", result.stdout)
     assert "5 score configs: thumbs, helpfulness, correctness, tone, notes" in result.stdout
     assert "  dataset support-golden with 51 items" in result.stdout
+    assert "  experiment 'support v1' over support-golden, promoted as the baseline" in result.stdout
     with read_session(db_url) as session:
         newest = session.scalar(select(func.max(Trace.start_time)))
     assert utcnow() - newest < timedelta(minutes=15)

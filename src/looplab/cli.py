@@ -172,6 +172,9 @@ def seed_command(db: DbOption = DEFAULT_DATABASE_URL) -> None:
         typer.echo(f"  dataset {result.dataset_added} with {result.dataset_items_added:,} items")
     if result.queues_added:
         typer.echo(f"  annotation queues: {', '.join(result.queues_added)}")
+    if result.baseline_added:
+        typer.echo(f"  experiment {result.baseline_added!r} over {result.dataset_added or 'the golden dataset'}, "
+                   "promoted as the baseline to compare with")
 
 
 # --- looplab export -------------------------------------------------------------------------------

@@ -72,12 +72,13 @@ class SeedResult:
     dataset_added: str | None = None  # the sample dataset's name, when this seed created it
     dataset_items_added: int = 0
     queues_added: tuple[str, ...] = ()  # the sample annotation queues this seed created
+    baseline_added: str | None = None  # the promoted baseline experiment this seed ran
 
     @property
     def nothing_added(self) -> bool:
         """True when the database already held the whole sample."""
         return (self.traces_added == 0 and not self.score_configs_added and self.dataset_added is None
-                and not self.queues_added)
+                and not self.queues_added and self.baseline_added is None)
 
 
 def seed(
@@ -86,13 +87,16 @@ def seed(
     now: datetime | None = None,
     progress: Progress | None = None,
     sample_dir: Path | None = None,
+    baseline: bool = True,
 ) -> SeedResult:
     """Load the sample score configs and traces into the database at ``url``, ending at ``now``.
 
     ``now`` defaults to the current UTC time (a naive datetime is taken as UTC). Score configs are
     added where none of the same name exists; traces already stored (same id) are skipped, so
     seeding twice adds nothing the second time. ``progress(done, total)`` is called as traces are
-    written, ``total`` being the number of traces to add. Raises ``ConfigError`` when the sample
+    written, ``total`` being the number of traces to add. With ``baseline``, the golden dataset gets
+    two code evaluators and a promoted baseline experiment (``_add_baseline``), so the Experiments
+    page has something to compare with from the start. Raises ``ConfigError`` when the sample
     files are missing or malformed, ``StoreError`` when the database cannot be opened or written.
     """
     started = time.perf_counter()
@@ -130,6 +134,7 @@ def seed(
             progress(done, total)
     dataset_added, dataset_items = _add_dataset(url, dataset_path, dataset_bytes)
     queues_added = _add_queues(url, ids, moment)
+    baseline_added = _add_baseline(url, dataset_path.stem) if baseline else None
     return SeedResult(
         traces_added=total,
         traces_in_sample=len(lines),
@@ -142,6 +147,7 @@ def seed(
         dataset_added=dataset_added,
         dataset_items_added=dataset_items,
         queues_added=queues_added,
+        baseline_added=baseline_added,
     )
 
 
@@ -189,6 +195,44 @@ def _add_queues(url: str, ids: list[str], now: datetime) -> tuple[str, ...]:
                           0.05, stratify_by="release", now=now)
         added.append(WEEKLY_QUEUE)
     return tuple(added)
+
+
+# The sample's first experiment: the offline mock model over the golden dataset, promoted as baseline.
+BASELINE_EXPERIMENT = "support v1"
+BASELINE_TEMPLATE = "{{ input.message }}\nReference answer: {{ expected.reply }}"
+BASELINE_EVALUATORS = {"exact reply": "exact_match", "similar reply": {"type": "similarity", "threshold": 0.8}}
+
+
+def _add_baseline(url: str, dataset: str) -> str | None:
+    """Save the sample's evaluators, run ``support v1`` (the offline ``mock:support`` model, no key
+    needed) over the golden dataset and promote it; only when no experiment ran on that dataset."""
+    # Imported here: experiments pull in Jinja2 and the providers, which seeding traces does not need.
+    from looplab.evaluation.registry import save_evaluator  # noqa: PLC0415
+    from looplab.experiments.records import promote_experiment  # noqa: PLC0415
+    from looplab.experiments.runner import create_experiment, run_experiment  # noqa: PLC0415
+    from looplab.experiments.variants import VariantSpec  # noqa: PLC0415
+    from looplab.store.models import Experiment  # noqa: PLC0415
+
+    with read_session(url) as session:
+        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
+        if dataset_id is None or session.scalar(select(Experiment.id).where(
+                (Experiment.dataset_id == dataset_id) | (Experiment.name == BASELINE_EXPERIMENT)).limit(1)):
+            return None
+    for name, spec in BASELINE_EVALUATORS.items():
+        save_evaluator(url, name, spec)
+    variant = VariantSpec(name="support-answer", kind="prompt", model="mock:support", prompt=BASELINE_TEMPLATE,
+                          params={"quality": 0.9})
+    experiment_id = create_experiment(url, BASELINE_EXPERIMENT, dataset, variant, evaluators=list(BASELINE_EVALUATORS),
+                                      created_by="looplab seed")
+    summary = run_experiment(url, experiment_id)
+    if summary.status != "completed":
+        raise ConfigError(f"The sample's baseline experiment ended {summary.status}; see `looplab experiment status "
+                          f"'{BASELINE_EXPERIMENT}'`.")
+    promote_experiment(url, experiment_id)
+    import looplab  # noqa: PLC0415
+
+    looplab.flush()  # the items' traces are written in the background: the seed is whole when it returns
+    return BASELINE_EXPERIMENT
 
 
 def load_score_configs(path: Path) -> list[dict[str, Any]]:
