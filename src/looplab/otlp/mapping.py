@@ -364,14 +364,15 @@ def _read_events(span: OtlpSpan) -> _Events:
         if role is not None:
             message: dict[str, Any] = {"role": attrs.get("role") or role, "content": _json(attrs.get("content"))}
             if attrs.get("tool_calls"):
-                message["tool_calls"] = attrs["tool_calls"]
+                message["tool_calls"] = _json(attrs["tool_calls"])
             if role == "tool" and attrs.get("id") is not None:
                 message["tool_call_id"] = attrs["id"]
             events.input.append(message)
             continue
         if name == A.GEN_AI_CHOICE_EVENT:
             index = _int(attrs.get("index")) or 0
-            message = attrs.get("message")
+            # A map in OTLP; JSON text from SDKs whose event attributes cannot hold maps (Python's).
+            message = _json(attrs.get("message"))
             message = dict(message) if isinstance(message, dict) else {"role": "assistant", "content": message}
             events.output.append((index, message, attrs.get("finish_reason")))
             continue
