@@ -37,3 +37,20 @@ def test_quick_start_records_a_trace(tmp_path: Path, fake_llm: FakeLLM) -> None:
     kinds = sorted(s["kind"] for s in stored_spans(url))
     assert kinds == ["llm", "span"]
     dispose_engines()
+
+
+def test_the_experiment_section_s_variant_and_policy_are_valid(tmp_path: Path) -> None:
+    """The YAML a reader copies from "Experiment and decide" loads as a variant and as a ship policy."""
+    from looplab.experiments.gate import Policy
+    from looplab.experiments.variants import load_variant_file
+
+    section = README.read_text().split("## 4. Experiment", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    variant = next(b for b in blocks if b.startswith("name: support-answer"))
+    policy = next(b for b in blocks if "rules:" in b)
+    (tmp_path / "variant.yaml").write_text(variant, encoding="utf-8")
+    (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
+    spec = load_variant_file(tmp_path / "variant.yaml")
+    assert (spec.name, spec.model) == ("support-answer", "mock:support")
+    rules = Policy.from_yaml_file(tmp_path / "policy.yaml").rules
+    assert [r.kind for r in rules] == ["no_significant_regression", "not_below_baseline", "latency", "cost", "errors"]
