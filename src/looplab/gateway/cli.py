@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from sqlalchemy.engine import make_url
@@ -20,16 +20,21 @@ from looplab.config import DEFAULT_DATABASE_URL
 from looplab.errors import ConfigError, StoreError
 from looplab.gateway.settings import ANTHROPIC_BASE_URL, OPENAI_BASE_URL, GatewaySettings, api_key_from_env
 
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
 log = logging.getLogger("looplab.gateway")
 
 
-def _extra_routes(settings: GatewaySettings) -> Sequence[object]:
-    """The OpenTelemetry ingest's routes, when that part of looplab is installed."""
-    if importlib.util.find_spec("looplab.otlp") is None:
+def _extra_routes(settings: GatewaySettings, otlp_max_body_bytes: int) -> Sequence[BaseRoute]:
+    """The OpenTelemetry ingest's routes (``POST /v1/traces``), when its dependencies are installed."""
+    if importlib.util.find_spec("google.protobuf") is None or importlib.util.find_spec("opentelemetry.proto") is None:
+        log.warning("looplab gateway: OTLP ingest (/v1/traces) is off: it needs opentelemetry-proto and protobuf "
+                    "(pip install 'looplab[gateway]')")
         return ()
-    from looplab.otlp import otlp_routes  # type: ignore[import-not-found, unused-ignore]
+    from looplab.otlp.http import otlp_routes
 
-    return list(otlp_routes(settings.database_url))
+    return otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes)
 
 
 def gateway_command(
@@ -48,9 +53,12 @@ def gateway_command(
         help="Longest silence (seconds) tolerated inside a streamed answer; default: no limit.")] = None,
     connect_timeout: Annotated[float, typer.Option(
         help="Seconds to connect to an upstream before answering 504.")] = 10.0,
+    otlp_max_body_bytes: Annotated[int, typer.Option(
+        help="Largest OTLP export accepted on /v1/traces (bytes, as sent and unzipped); larger ones get 413.")
+    ] = 16 * 1024 * 1024,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
 ) -> None:
-    """Start the gateway: an OpenAI/Anthropic-compatible proxy that traces every call, and the scores API.
+    """Start the gateway: an OpenAI/Anthropic-compatible proxy that traces every call, OTLP ingest, the scores API.
 
     Point a client's base URL at it (http://HOST:PORT/v1 for openai, http://HOST:PORT for
     anthropic). With LOOPLAB_API_KEY set, requests need it in the x-looplab-api-key header.
@@ -77,7 +85,7 @@ def gateway_command(
         # Still serve: recording never stops calls, and the writer keeps retrying.
         typer.echo(f"Warning: {err} Calls are proxied; their traces are kept in memory (bounded) and retried.",
                    err=True)
-    app = create_app(settings, _extra_routes(settings))  # type: ignore[arg-type]
+    app = create_app(settings, _extra_routes(settings, otlp_max_body_bytes))
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: listening on {host} without LOOPLAB_API_KEY: anyone who reaches it can record "
                    "traces and scores.", err=True)
