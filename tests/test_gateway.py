@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +30,6 @@ from starlette.routing import Route
 import looplab
 from looplab.config import Settings
 from looplab.gateway import GatewaySettings, create_app
-from looplab.tracing import runtime
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.stored import only_span, stored_spans, stored_traces
 
@@ -189,7 +193,7 @@ def test_streamed_chunks_arrive_as_the_upstream_sends_them(gateway: Gateway, fak
     assert "".join(pieces) == text
     # 8 events, 0.15 s apart: relayed as they came, the first ones arrive long before the last.
     assert arrivals[-1] - arrivals[0] > 0.8
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert sum(gap > 0.08 for gap in gaps) >= 5, gaps
     span = streamed_span(db_url)
     assert span["output_json"] == {"role": "assistant", "content": text}
@@ -355,10 +359,9 @@ def test_anthropic_upstream_error(gateway: Gateway, fake_llm: FakeLLM, db_url: s
 
 def test_an_error_event_inside_a_stream_is_an_error_span(gateway: Gateway, fake_llm: FakeLLM, db_url: str) -> None:
     fake_llm.enqueue(Reply(text="a b c d e f", stream_error_after=1))
-    with pytest.raises(anthropic.APIStatusError):
-        with gateway.anthropic().messages.stream(model="claude-3-5-haiku-latest", max_tokens=10,
-                                                 messages=[{"role": "user", "content": "hi"}]) as stream:
-            stream.until_done()
+    with pytest.raises(anthropic.APIStatusError), gateway.anthropic().messages.stream(
+            model="claude-3-5-haiku-latest", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as stream:
+        stream.until_done()
     span = streamed_span(db_url)
     assert span["status"] == "error" and span["error"] == "Overloaded (fake)."
     assert span["output_json"]["content"] == "a b "
@@ -493,3 +496,55 @@ def test_without_a_key_everything_is_open(gateway: Gateway) -> None:
     assert httpx2.get(gateway.url + "/healthz").status_code == 200
     response = gateway.openai().chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert response.choices[0].message.content == "Echo: hi"
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+_COMMAND = """
+import typer
+from looplab.gateway.cli import gateway_command
+app = typer.Typer(add_completion=False)
+app.command()(gateway_command)
+app()
+"""
+
+
+def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: FakeLLM, db_url: str) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {**os.environ, "LOOPLAB_API_KEY": "cli-key", "LOOPLAB_FLUSH_INTERVAL": "30"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _COMMAND, "--port", str(port), "--db", db_url,
+         "--openai-base-url", fake_llm.openai_base_url, "--anthropic-base-url", fake_llm.anthropic_base_url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if httpx2.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.1)
+        client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0,
+                               default_headers={"x-looplab-api-key": "cli-key"})
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "via the command"}])
+        # The OpenTelemetry ingest is mounted too, behind the same key.
+        assert httpx2.post(url + "/v1/traces", content=b"x").status_code == 401
+        otlp = httpx2.post(url + "/v1/traces", content=b"{", headers={"x-looplab-api-key": "cli-key",
+                                                                      "content-type": "application/json"})
+        assert otlp.status_code == 400
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl+C sends
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert f"looplab gateway on {url}" in output
+    # The writer waits 30 s between writes: the trace was written on the way out.
+    [trace] = stored_traces(db_url)
+    assert trace["id"] == raw.headers["x-looplab-trace-id"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.engine import make_url
@@ -18,7 +18,12 @@ from sqlalchemy.exc import ArgumentError
 from looplab.cli_options import DbOption
 from looplab.config import DEFAULT_DATABASE_URL
 from looplab.errors import ConfigError, StoreError
-from looplab.gateway.settings import ANTHROPIC_BASE_URL, OPENAI_BASE_URL, GatewaySettings, api_key_from_env
+from looplab.gateway.settings import (
+    ANTHROPIC_BASE_URL,
+    OPENAI_BASE_URL,
+    GatewaySettings,
+    api_key_from_env,
+)
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -49,7 +54,7 @@ def gateway_command(
         help="Where Anthropic calls (/v1/messages) go, without the version.")] = ANTHROPIC_BASE_URL,
     timeout: Annotated[float, typer.Option(
         help="Seconds to wait for a non-streamed answer before answering 504.")] = 600.0,
-    stream_timeout: Annotated[Optional[float], typer.Option(
+    stream_timeout: Annotated[float | None, typer.Option(
         help="Longest silence (seconds) tolerated inside a streamed answer; default: no limit.")] = None,
     connect_timeout: Annotated[float, typer.Option(
         help="Seconds to connect to an upstream before answering 504.")] = 10.0,

@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -41,14 +42,23 @@ class Endpoint:
     provider: str
     kind: str
     span_name: str
-    extract: Callable[[SpanRecord, "Exchange", dict[str, Any]], None]
+    extract: Callable[[SpanRecord, Exchange, dict[str, Any]], None]
 
 
 class Exchange:
     """The raw material of one proxied call, filled on the request path and read by the writer."""
 
-    __slots__ = ("request_body", "status", "body", "chunks", "times", "kept_bytes", "truncated", "stopped_early",
-                 "request_id")
+    __slots__ = (
+        "body",
+        "chunks",
+        "kept_bytes",
+        "request_body",
+        "request_id",
+        "status",
+        "stopped_early",
+        "times",
+        "truncated",
+    )
 
     def __init__(self, request_body: bytes) -> None:
         self.request_body = request_body
