@@ -3,7 +3,10 @@ real SQLite and PostgreSQL databases built with the services the app uses."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,7 @@ from looplab.annotation.score_configs import create_score_config
 from looplab.cli import app
 from looplab.datasets import add_trace_to_dataset, item_history
 from looplab.explorer.traces import list_traces, update_search_index
-from looplab.store.engine import get_engine, read_session
+from looplab.store.engine import dispose_engines, get_engine, read_session
 from looplab.store.filters import TraceFilter
 from looplab.store.ingest import insert_traces
 from looplab.store.lifecycle import IncompleteRemoval, Removed, delete_user, prune_traces
@@ -66,9 +69,9 @@ def store(db_url: str) -> str:
     with get_engine(db_url).begin() as conn:
         # Spans whose trace row never came (the app died before its root span ended).
         conn.execute(insert(Span), [
-            {"trace_id": "ghost-old", "id": "g1", "kind": "llm", "name": "lost", "start_time": NOW - timedelta(days=150)},
-            {"trace_id": "ghost-old", "id": "g2", "kind": "llm", "name": "lost", "start_time": NOW - timedelta(days=150)},
-            {"trace_id": "ghost-new", "id": "g3", "kind": "llm", "name": "lost", "start_time": NOW - timedelta(days=1)},
+            {"trace_id": trace_id, "id": span_id, "kind": "llm", "name": "lost",
+             "start_time": NOW - timedelta(days=days)}
+            for trace_id, span_id, days in (("ghost-old", "g1", 150), ("ghost-old", "g2", 150), ("ghost-new", "g3", 1))
         ])
     create_score_config(db_url, "quality", "numeric", min_value=0, max_value=1)
     queue = create_queue(db_url, "review", score_configs=["quality"])
@@ -220,6 +223,25 @@ def test_delete_user_erases_their_traces_and_scores_only(store: str) -> None:
     assert delete_user(store, "nobody") == Removed()
 
 
+def test_delete_user_leaves_none_of_their_words_in_the_sqlite_file(sqlite_url: str, tmp_path: Path) -> None:
+    """Erasure, not just hiding: deleted rows are overwritten and the search index merged, so once
+    the WAL is checkpointed the file holds no byte of what the user sent."""
+    insert_traces(sqlite_url, [trace(f"t{n}", 1, "erase-me" if n == 7 else "u1", "xylophonist" if n == 7 else "parcel")
+                               for n in range(50)])
+    assert update_search_index(sqlite_url, pause=0) == 50
+    assert found(sqlite_url, "xylophonist") == ["t7"]
+
+    removed = delete_user(sqlite_url, "erase-me")
+
+    assert (removed.traces, removed.search_rows) == (1, 1)
+    dispose_engines()
+    with closing(sqlite3.connect(tmp_path / "looplab.db")) as conn:
+        assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not busy: done
+    files = [p.read_bytes() for p in tmp_path.glob("looplab.db*")]
+    assert files and not any(b"xylophonist" in data for data in files)
+    assert len(found(sqlite_url, "parcel")) == 49
+
+
 def test_delete_user_refuses_an_empty_user_id(store: str) -> None:
     with pytest.raises(Exception, match="user id is empty"):
         delete_user(store, "  ")
@@ -232,8 +254,8 @@ def test_a_failure_part_way_leaves_every_trace_whole_and_a_rerun_finishes(store:
     postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
         if postgres:
-            conn.execute(text("CREATE FUNCTION looplab_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                              "BEGIN IF OLD.id = 'old-2' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN OLD; END $$"))
+            conn.execute(text("CREATE FUNCTION looplab_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              "IF OLD.id = 'old-2' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN OLD; END $$"))
             conn.execute(text("CREATE TRIGGER refuse BEFORE DELETE ON traces FOR EACH ROW "
                               "EXECUTE FUNCTION looplab_test_refuse()"))
         else:
@@ -284,8 +306,8 @@ def test_prune_command_reports_counts(store: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Removed traces that started before" in result.stdout
     for line in ("3 traces", "9 spans", "6 tags", "7 scores", "1 annotation queue item", "1 annotation",
-                 "1 dataset item unlinked from their trace (content kept)",
-                 "1 experiment item unlinked from their trace (results kept)"):
+                 "1 dataset item unlinked from its trace (content kept)",
+                 "1 experiment item unlinked from its trace (results kept)"):
         assert f"  {line}\n" in result.stdout
     assert trace_ids(store) == sorted(RECENT)
 

@@ -40,8 +40,14 @@ PostgreSQL reuses the space of deleted rows after autovacuum. A SQLite file keep
 freed pages (``reclaimable_bytes``) are reused by new rows. looplab creates databases with
 ``auto_vacuum`` off, so ``PRAGMA incremental_vacuum`` would do nothing; shrinking the file takes
 a ``VACUUM`` (it rewrites the file and locks out writers while it runs), which is left to the
-operator. ``delete_user`` turns on ``PRAGMA secure_delete`` for its own connection, so the
-erased rows' bytes are overwritten rather than left in free pages.
+operator.
+
+``delete_user`` erases for real on SQLite: it turns on ``PRAGMA secure_delete`` for its own
+connection, so the erased rows' bytes are overwritten rather than left in free pages, and when it
+removed search index rows it merges the index (FTS5 ``optimize``, about 1.5 s for 50,000 traces
+on a 2-core machine, holding the write lock), since FTS5 keeps deleted terms in its segments
+until they are merged. Once the WAL is checkpointed, none of the user's words is left in the
+file. Retention does neither: old traces are not secrets, and the cost would recur every run.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ Progress = Callable[[int, int], None]
 
 _DELETE_SEARCH_ROWS = text("DELETE FROM trace_search WHERE rowid IN :rowids").bindparams(
     bindparam("rowids", expanding=True))
+_MERGE_SEARCH_INDEX = text("INSERT INTO trace_search(trace_search) VALUES ('optimize')")
 _DATASET_ITEMS = DatasetItem.__table__
 _SEARCH = table("trace_search", column("rowid"))  # the FTS5 index (SQLite), keyed by the traces' rowid
 
@@ -138,12 +145,12 @@ class Removed:
         ):
             if n:
                 out.append(count(n, one, many))
-        if self.dataset_items_unlinked:
-            out.append(count(self.dataset_items_unlinked, "dataset item", "dataset items")
-                       + " unlinked from their trace (content kept)")
-        if self.experiment_items_unlinked:
-            out.append(count(self.experiment_items_unlinked, "experiment item", "experiment items")
-                       + " unlinked from their trace (results kept)")
+        for n, one, many, kept in (
+            (self.dataset_items_unlinked, "dataset item", "dataset items", "content kept"),
+            (self.experiment_items_unlinked, "experiment item", "experiment items", "results kept"),
+        ):
+            if n:
+                out.append(f"{count(n, one, many)} unlinked from {'its trace' if n == 1 else 'their traces'} ({kept})")
         return out
 
 
@@ -227,16 +234,18 @@ class _Removal:
         self.erase = erase
         self.batch_size = batch_size
         self.progress = progress
+        self.removed = Removed()  # what committed batches removed so far: what an error part way reports
 
     def run(self, dry_run: bool) -> Removed:
         engine = get_engine(self.url)
         search_index = _search_index_usable(engine)
         if dry_run:
-            return self.count(engine, search_index)
-        total = self.count_traces(engine) if self.progress else 0
-        # What committed batches removed so far: what an error part way reports.
-        self.removed = Removed()
+            try:
+                return self.count(engine, search_index)
+            except SQLAlchemyError as err:
+                raise StoreError(f"Cannot count in {_display(self.url)}: {getattr(err, 'orig', None) or err}") from err
         try:
+            total = self.count_traces(engine) if self.progress else 0
             with engine.connect() as conn:
                 secure = self.erase and engine.dialect.name == "sqlite"
                 if secure:
@@ -245,6 +254,11 @@ class _Removal:
                     self._remove_traces(conn, search_index, total)
                     if self.orphan_spans_before is not None:
                         self._remove_orphan_spans(conn)
+                    if secure and self.removed.search_rows:
+                        with conn.begin():
+                            # FTS5 deletes leave the old terms in the index's segments until they
+                            # are merged: merge them all now, so the erased words are gone.
+                            conn.execute(_MERGE_SEARCH_INDEX)
                 finally:
                     if secure:
                         _set_secure_delete(conn, False)
@@ -287,7 +301,8 @@ class _Removal:
                 trace_ids = list(conn.execute(orphans).scalars())
                 if not trace_ids:
                     return
-                spans = conn.execute(delete(Span).where(Span.trace_id.in_(trace_ids), Span.start_time < before)).rowcount
+                spans = conn.execute(
+                    delete(Span).where(Span.trace_id.in_(trace_ids), Span.start_time < before)).rowcount
             self.removed += Removed(spans=spans)
             self._pause(conn, started)
 
@@ -337,7 +352,8 @@ def _remove_batch(conn: Connection, ids: Sequence[str], search_index: bool) -> R
     """Remove traces ``ids`` whole, inside the caller's transaction; the trace rows go last."""
     search_rows = 0
     if search_index:
-        rowids = list(conn.execute(select(literal_column("rowid")).select_from(Trace).where(Trace.id.in_(ids))).scalars())
+        rowids = list(conn.execute(
+            select(literal_column("rowid")).select_from(Trace).where(Trace.id.in_(ids))).scalars())
         if rowids:
             search_rows = conn.execute(_DELETE_SEARCH_ROWS, {"rowids": rowids}).rowcount
     spans = conn.execute(delete(Span).where(Span.trace_id.in_(ids))).rowcount
