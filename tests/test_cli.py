@@ -376,3 +376,13 @@ def test_looplab_ui_reports_a_database_it_cannot_open(tmp_path: Path) -> None:
     result = looplab_cli("ui", "--db", f"sqlite:///{tmp_path / 'no' / 'x.db'}")
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_the_command_needs_no_gateway_extra_until_the_gateway_starts() -> None:
+    """`looplab` itself imports nothing of the gateway's optional dependencies (Starlette, uvicorn,
+    httpx2, protobuf), so every other command works without `looplab[gateway]` installed."""
+    code = ("import sys, looplab.cli; print(sorted(m for m in ('starlette', 'uvicorn', 'httpx2', 'google.protobuf') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -34,6 +34,7 @@ from looplab.demo import seed
 from looplab.errors import ConfigError, LooplabError
 from looplab.evaluation.cli import evaluate_app
 from looplab.experiments.cli import experiment_app
+from looplab.gateway.cli import gateway_command
 from looplab.store.engine import get_engine, upgrade
 from looplab.store.lifecycle import (
     Removed,
@@ -84,6 +85,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(queue_app, name="queue")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(experiment_app, name="experiment")
+app.command("gateway")(gateway_command)
 
 
 
