@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import (
+    ResourceSpans,
+    ScopeSpans,
+    Span,
+    Status,
+)
 
 
 def new_trace_id() -> bytes:
@@ -86,7 +94,7 @@ def genai_chat_attributes(model: str = "gpt-4o-mini", input_tokens: int = 100, o
         "gen_ai.usage.input_tokens": input_tokens,
         "gen_ai.usage.output_tokens": output_tokens,
         "gen_ai.request.temperature": 0.2,
-        "gen_ai.input.messages": '[{"role": "user", "parts": [{"type": "text", "content": "%s"}]}]' % question,
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}]),
         "gen_ai.output.messages": '[{"role": "assistant", "parts": [{"type": "text", "content": "A protocol."}],'
                                   ' "finish_reason": "stop"}]',
     }

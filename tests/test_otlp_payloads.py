@@ -10,14 +10,22 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from looplab.otlp.decode import JSON, PROTOBUF
 from looplab.otlp.http import export, otlp_routes
 from looplab.store.engine import get_engine
-from tests.otlp_builders import genai_chat_attributes, new_span_id, new_trace_id, request, span
+from tests.otlp_builders import (
+    genai_chat_attributes,
+    new_span_id,
+    new_trace_id,
+    request,
+    span,
+)
 from tests.stored import stored_spans, stored_traces
 
 PB = {"content-type": PROTOBUF}
@@ -258,12 +266,12 @@ def test_concurrent_batches_of_one_trace_lose_no_span(db_url: str) -> None:
         for b in range(8)
     ]
     batches[3].append(span(trace_id, root_id, "root", start_ns=start - 1, duration_ns=10_000_000))
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def send(batch: list) -> None:
         try:
             export(db_url, request(*batch).SerializeToString(), PROTOBUF, False)
-        except BaseException as err:  # reported below, not lost in the thread
+        except Exception as err:  # noqa: BLE001 - reported below, not lost in the thread
             errors.append(err)
 
     threads = [threading.Thread(target=send, args=(b,)) for b in batches]

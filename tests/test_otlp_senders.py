@@ -119,16 +119,15 @@ def test_openinference_instrumented_openai_client(endpoint: str, db_url: str, fa
     try:
         client = openai.OpenAI(base_url=fake_llm.openai_base_url, api_key="sk-test-not-a-real-key", max_retries=0)
         tracer = provider.get_tracer("app")
-        with using_session("session-42"), using_user("bob"):
-            with tracer.start_as_current_span("handle question"):
-                client.chat.completions.create(
-                    model="gpt-4o-mini", temperature=0.1,
-                    messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}])
-                client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"])
-                fake_llm.enqueue(Reply(status=500))
-                with pytest.raises(openai.InternalServerError):
-                    client.chat.completions.create(model="gpt-4o-mini",
-                                                   messages=[{"role": "user", "content": "fail please"}])
+        with using_session("session-42"), using_user("bob"), tracer.start_as_current_span("handle question"):
+            client.chat.completions.create(
+                model="gpt-4o-mini", temperature=0.1,
+                messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}])
+            client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"])
+            fake_llm.enqueue(Reply(status=500))
+            with pytest.raises(openai.InternalServerError):
+                client.chat.completions.create(model="gpt-4o-mini",
+                                               messages=[{"role": "user", "content": "fail please"}])
     finally:
         instrumentor.uninstrument()
     assert provider.force_flush(10_000)

@@ -18,11 +18,14 @@ is rejected on its own with a reason; the rest of the batch is unaffected.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as OtlpStatus
 
@@ -66,6 +69,8 @@ class MappedSpan:
     status: str = "ok"
     error: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The resource's attributes, shared by the spans under it; stored as attributes["otel.resource"].
+    resource: dict[str, Any] | None = None
     # Trace-level fields (session, user, tags, ...) this span names; the root's win.
     session_id: str | None = None
     user_id: str | None = None
@@ -119,7 +124,7 @@ def map_request(request: ExportTraceServiceRequest, id_errors: dict[SpanPosition
 class _ResourceContext:
     """What a resource gives every span under it: its attributes and the trace-level fields they name."""
 
-    __slots__ = ("attributes", "release", "environment", "service")
+    __slots__ = ("attributes", "environment", "release", "service")
 
     def __init__(self, resource: dict[str, Any]) -> None:
         self.attributes = resource or None
@@ -344,7 +349,7 @@ def _system_instructions(value: Any) -> dict[str, Any] | None:
 class _Events:
     """What a span's events say: chat messages (older GenAI events), an exception, the rest."""
 
-    __slots__ = ("input", "output", "finish_reason", "exception", "details", "kept")
+    __slots__ = ("details", "exception", "finish_reason", "input", "kept", "output")
 
     def __init__(self) -> None:
         self.input: list[Any] = []
@@ -501,8 +506,8 @@ def map_span(span: OtlpSpan, resource: _ResourceContext | None = None,
         ]
     if span.trace_state:
         kept[A.OTEL_TRACE_STATE] = span.trace_state
-    if resource is not None and resource.attributes:
-        kept[A.OTEL_RESOURCE] = resource.attributes
+    if resource is not None:
+        mapped.resource = resource.attributes
     mapped.attributes = kept
     return mapped
 
@@ -625,7 +630,7 @@ def _payloads(mapped: MappedSpan, attrs: dict[str, Any], events: _Events, consum
     else:
         mapped.output = _value_payload(attrs, consumed, A.OUTPUT_VALUE, A.OUTPUT_MIME_TYPE)
     # Flattened lists not used above (e.g. documents on a span that is not a retrieval) stay attributes.
-    for name, items in flat.items():
+    for name in flat:
         used = ((name == A.LLM_INPUT_MESSAGES or name == A.GEN_AI_PROMPT) and input_messages is not None) or \
                ((name == A.LLM_OUTPUT_MESSAGES or name == A.GEN_AI_COMPLETION) and output_messages is not None) or \
                (name == A.RETRIEVAL_DOCUMENTS and kind == "retrieval" and not output_messages) or \

@@ -22,23 +22,29 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from looplab.errors import StoreError
+from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import get_engine
-from looplab.store.models import Span, Trace, TraceTag
-from looplab.tracing.payloads import dump_json, to_storable
+from looplab.tracing.payloads import dump_json
 from looplab.tracing.rows import SqliteTime, naive_utc
-from looplab.tracing.writer import insert_rows, is_storage_failure
+from looplab.tracing.writer import (
+    Checkpointer,
+    insert_rows,
+    is_storage_failure,
+    sqlite_path,
+)
 
 log = logging.getLogger("looplab")
 
 _sqlite_locks: dict[str, threading.Lock] = {}
+_checkpointers: dict[str, Checkpointer | None] = {}
 _locks_lock = threading.Lock()
 
 
@@ -66,15 +72,17 @@ def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
     is_sqlite = engine.dialect.name == "sqlite"
     # SqliteTime caches the formatted second: one per call, as requests run on several threads.
     to_db = SqliteTime() if is_sqlite else naive_utc
-    rows = [_span_row(span, to_db) for span in spans]
+    resources: dict[int, str] = {}
+    rows = [_span_row(span, to_db, resources) for span in spans]
     try:
         with _database_lock(url) if is_sqlite else nullcontext():
             try:
                 with engine.begin() as conn:
                     _lock_traces(conn, spans)
                     insert_rows(conn, "new_spans", rows)
-                    _upsert_traces(conn, spans)
+                    _upsert_traces(conn, spans, rows)
                 result.stored = len(spans)
+                _checkpoint(url, len(spans))
             except SQLAlchemyError as err:
                 if is_storage_failure(err):
                     raise
@@ -83,11 +91,27 @@ def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
                 with engine.begin() as conn:
                     _lock_traces(conn, spans)
                     kept = _insert_one_by_one(conn, spans, rows, result)
-                    _upsert_traces(conn, kept, problems=result.problems)
+                    _upsert_traces(conn, [spans[i] for i in kept], [rows[i] for i in kept],
+                                   problems=result.problems)
                 result.stored = len(kept)
     except SQLAlchemyError as err:
         raise StoreError(f"Cannot store OTLP spans: {getattr(err, 'orig', None) or err}") from err
     return result
+
+
+def _checkpoint(url: str, written: int) -> None:
+    """Let the tracing writer's checkpointer copy SQLite's log into the database off this thread.
+
+    Left to SQLite, a commit now and then copies a 16 MB log and waits for its fsyncs while every
+    other request queues behind it (see ``looplab.tracing.writer.Checkpointer``).
+    """
+    checkpointer = _checkpointers.get(url, False)
+    if checkpointer is False:
+        path = sqlite_path(url)
+        with _locks_lock:
+            checkpointer = _checkpointers.setdefault(url, Checkpointer(path) if path else None)
+    if checkpointer is not None:
+        checkpointer.written(written)  # type: ignore[union-attr]
 
 
 def _first_of_each(spans: list[MappedSpan]) -> list[MappedSpan]:
@@ -108,14 +132,29 @@ def _database_lock(url: str) -> Iterator[None]:
         yield
 
 
-def _span_row(span: MappedSpan, to_db: Any) -> tuple[Any, ...]:
+def _attributes_json(span: MappedSpan, resources: dict[int, str]) -> str | None:
+    """The span's attributes as JSON, with its resource's attributes under ``otel.resource``.
+
+    Spans of a request share their resource: it is serialised once and spliced in.
+    """
+    text = dump_json(span.attributes) if span.attributes else None
+    if not span.resource:
+        return text
+    resource = resources.get(id(span.resource))
+    if resource is None:
+        resource = resources[id(span.resource)] = dump_json(span.resource) or "{}"
+    tail = f'"{OTEL_RESOURCE}":{resource}}}'
+    return f"{text[:-1]},{tail}" if text and text != "{}" else "{" + tail
+
+
+def _span_row(span: MappedSpan, to_db: Any, resources: dict[int, str]) -> tuple[Any, ...]:
     """The span as a row tuple in ``looplab.tracing.rows.SPAN_COLUMNS`` order; payloads masked."""
     return (
         span.trace_id, span.span_id, span.parent_id, span.kind, span.name, to_db(span.start_ns), to_db(span.end_ns),
         span.duration_ms, dump_json(span.input), dump_json(span.output), span.provider, span.model,
         dump_json(span.params) if span.params else None, span.finish_reason, span.input_tokens, span.output_tokens,
         span.cached_tokens, span.cost_usd, span.pricing_source, span.ttft_ms, span.status, span.error,
-        dump_json(span.attributes) if span.attributes else None,
+        _attributes_json(span, resources),
     )
 
 
@@ -129,9 +168,10 @@ def _lock_traces(conn: Connection, spans: list[MappedSpan]) -> None:
 
 
 def _insert_one_by_one(conn: Connection, spans: list[MappedSpan], rows: list[tuple[Any, ...]],
-                       result: StoreResult) -> list[MappedSpan]:
+                       result: StoreResult) -> list[int]:
+    """Insert span by span, each in a savepoint; the indexes of those stored."""
     kept = []
-    for span, row in zip(spans, rows):
+    for index, (span, row) in enumerate(zip(spans, rows)):
         try:
             with conn.begin_nested():
                 insert_rows(conn, "new_spans", [row])
@@ -143,119 +183,137 @@ def _insert_one_by_one(conn: Connection, spans: list[MappedSpan], rows: list[tup
                         span.trace_id, reason)
             result.rejected.append(f"span {span.span_id}: refused by the database: {reason}")
         else:
-            kept.append(span)
+            kept.append(index)
     return kept
 
 
 # --- the traces rows -----------------------------------------------------------------------------
+#
+# Plain SQL that SQLite (3.24+) and PostgreSQL both take, run through the driver: SQLAlchemy's
+# per-value processing of a few hundred trace rows a request cost more than the database did.
 
-_IDS = bindparam("ids", expanding=True)
-_TOTALS = (
-    select(Span.trace_id, func.count(), func.sum(case((Span.status == "error", 1), else_=0)),
-           func.sum(Span.input_tokens), func.sum(Span.output_tokens), func.sum(Span.cost_usd),
-           func.min(Span.start_time), func.max(Span.end_time))
-    .where(Span.trace_id.in_(_IDS))
-    .group_by(Span.trace_id)
-)
-_ROOTS = (
-    select(Span.trace_id, Span.id, Span.name, Span.status, Span.error)
-    .where(Span.trace_id.in_(_IDS), Span.parent_id.is_(None))
-    .order_by(Span.start_time)
-)
-_TAGS = select(TraceTag.trace_id, TraceTag.tag).where(TraceTag.trace_id.in_(_IDS)).order_by(TraceTag.tag)
+_TRACE_COLUMNS = ("id", "name", "start_time", "end_time", "duration_ms", "session_id", "user_id", "release",
+                  "environment", "tags_json", "metadata_json", "input_json", "output_json", "status", "error",
+                  "span_count", "error_count", "input_tokens", "output_tokens", "cost_usd")
+# Rebuilt from the stored spans: replace what is stored.
+_TOTALS = ("start_time", "end_time", "duration_ms", "span_count", "error_count", "input_tokens", "output_tokens",
+           "cost_usd")
+# Not every batch carries them: a NULL keeps the stored value.
 _MERGED = ("session_id", "user_id", "release", "environment", "metadata_json", "tags_json", "input_json",
            "output_json")
-_statements: dict[tuple[str, bool], Any] = {}
+_statements: dict[tuple[str, str], str] = {}
+# How a batch's trace row is merged, by what is known of the trace's root span (no parent).
+ROOT_IN_BATCH, ROOT_STORED, NO_ROOT = "root_in_batch", "root_stored", "no_root"
 
 
-def _upsert_statement(dialect: str, rooted: bool) -> Any:
-    """INSERT ... ON CONFLICT (id) DO UPDATE for the traces table, on SQLite or PostgreSQL.
+def _upsert_sql(conn: Connection, mode: str) -> str:
+    """INSERT ... ON CONFLICT (id) DO UPDATE for one trace row.
 
-    Totals are rebuilt from the stored spans, so they replace what is stored. Fields a batch may
-    not carry keep their stored value when the new one is NULL. A trace whose root span is stored
-    (``rooted``) takes its name, status and error from it; until then the name first given stays.
+    The root span names the trace and gives its status and error: with the root in this batch
+    they are replaced; with the root stored by an earlier batch they stay; with no root yet the
+    name first given stays, the status says whether any span failed and a failed span's error
+    is kept.
     """
-    key = (dialect, rooted)
-    statement = _statements.get(key)
-    if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(Trace.__table__)
-        new, old = statement.excluded, Trace.__table__.c
-        updates: dict[str, Any] = {c: new[c] for c in ("start_time", "end_time", "duration_ms", "span_count",
-                                                      "error_count", "input_tokens", "output_tokens", "cost_usd",
-                                                      "status")}
-        updates.update({c: func.coalesce(new[c], old[c]) for c in _MERGED})
-        if rooted:
-            updates["name"], updates["error"] = new.name, new.error
-        else:
-            updates["name"] = func.coalesce(old.name, new.name)
-            updates["error"] = func.coalesce(new.error, old.error)
-        statement = _statements[key] = statement.on_conflict_do_update(index_elements=["id"], set_=updates)
-    return statement
+    dialect = conn.dialect
+    key = (dialect.name, mode)
+    sql = _statements.get(key)
+    if sql is None:
+        marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        updates = [f"{c} = excluded.{c}" for c in _TOTALS]
+        updates += [f"{c} = COALESCE(excluded.{c}, traces.{c})" for c in _MERGED]
+        if mode == ROOT_IN_BATCH:
+            updates += ["name = excluded.name", "status = excluded.status", "error = excluded.error"]
+        elif mode == NO_ROOT:
+            updates += ["name = COALESCE(traces.name, excluded.name)", "status = excluded.status",
+                        "error = COALESCE(excluded.error, traces.error)"]
+        sql = _statements[key] = (
+            f"INSERT INTO traces ({', '.join(_TRACE_COLUMNS)}) VALUES ({', '.join([marker] * len(_TRACE_COLUMNS))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {', '.join(updates)}"
+        )
+    return sql
 
 
-def _upsert_traces(conn: Connection, spans: list[MappedSpan], problems: list[str] | None = None) -> None:
-    """Rebuild the ``traces`` rows of the traces ``spans`` belong to, from all their stored spans."""
-    by_trace: dict[str, list[MappedSpan]] = {}
-    for span in spans:
-        by_trace.setdefault(span.trace_id, []).append(span)
+def _in_list(conn: Connection, count: int) -> str:
+    marker = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    return f"({', '.join([marker] * count)})"
+
+
+def _moment(value: Any) -> datetime:
+    # SQLite hands timestamps back as the text they were stored as; PostgreSQL as datetimes.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[Any, ...]],
+                   problems: list[str] | None = None) -> None:
+    """Rebuild the ``traces`` rows of the traces ``spans`` belong to, from all their stored spans.
+
+    ``rows`` are the spans' row tuples (their payloads already serialised and masked).
+    """
+    by_trace: dict[str, list[int]] = {}
+    for index, span in enumerate(spans):
+        by_trace.setdefault(span.trace_id, []).append(index)
     if not by_trace:
         return
-    ids = sorted(by_trace)
+    ids = tuple(sorted(by_trace))
+    where = f"trace_id IN {_in_list(conn, len(ids))}"
     tag_rows = list(dict.fromkeys((s.trace_id, tag) for s in spans for tag in s.tags or ()))
+    tags: dict[str, list[str]] = {}
     if tag_rows:
         insert_rows(conn, "tags", tag_rows)
-        tags: dict[str, list[str]] = {}
-        for trace_id, tag in conn.execute(_TAGS, {"ids": sorted({t for t, _ in tag_rows})}):
+        tagged = tuple(sorted({t for t, _ in tag_rows}))
+        for trace_id, tag in conn.exec_driver_sql(
+                f"SELECT trace_id, tag FROM trace_tags WHERE trace_id IN {_in_list(conn, len(tagged))} ORDER BY tag",
+                tagged):
             tags.setdefault(trace_id, []).append(tag)
-    else:
-        tags = {}
-    roots: dict[str, Any] = {}
-    for root in conn.execute(_ROOTS, {"ids": ids}):
-        roots.setdefault(root.trace_id, root)  # several parentless spans: the first to start
-    rooted: list[dict[str, Any]] = []
-    partial: list[dict[str, Any]] = []
-    for trace_id, count, errors, input_tokens, output_tokens, cost, start, end in conn.execute(_TOTALS, {"ids": ids}):
-        batch = by_trace[trace_id]
-        root = roots.get(trace_id)
-        in_batch = next((s for s in batch if root is not None and s.span_id == root.id), None)
-        row = {
-            "id": trace_id, "start_time": start, "end_time": end,
-            "duration_ms": (end - start).total_seconds() * 1000 if end is not None else None,
-            "span_count": count, "error_count": errors, "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "cost_usd": cost, "tags_json": tags.get(trace_id),
-            "input_json": to_storable(in_batch.input) if in_batch is not None else None,
-            "output_json": to_storable(in_batch.output) if in_batch is not None else None,
-        }
+    by_mode: dict[str, list[tuple[Any, ...]]] = {ROOT_IN_BATCH: [], ROOT_STORED: [], NO_ROOT: []}
+    for trace_id, count, errors, input_tokens, output_tokens, cost, start, end, has_root in conn.exec_driver_sql(
+            "SELECT trace_id, count(*), sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), sum(input_tokens), "
+            "sum(output_tokens), sum(cost_usd), min(start_time), max(end_time), "
+            f"max(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) FROM spans WHERE {where} GROUP BY trace_id", ids):
+        indexes = by_trace[trace_id]
+        batch = [spans[i] for i in indexes]
+        # Several parentless spans (rare): the first to start is the root.
+        root_index = min((i for i in indexes if spans[i].parent_id is None), key=lambda i: spans[i].start_ns,
+                         default=None)
+        root = spans[root_index] if root_index is not None else None
         # The root's own value first, else the first span of the batch naming one.
-        ordered = [in_batch, *batch] if in_batch is not None else batch
-        for column, attribute in (("session_id", "session_id"), ("user_id", "user_id"), ("release", "release"),
-                                  ("environment", "environment"), ("metadata_json", "metadata")):
-            value = next((getattr(s, attribute) for s in ordered if getattr(s, attribute)), None)
-            row[column] = to_storable(value) if column == "metadata_json" and value else value
+        ordered = [root, *batch] if root is not None else batch
+        session_id, user_id, release, environment, metadata = (
+            next((v for s in ordered if (v := getattr(s, name))), None)
+            for name in ("session_id", "user_id", "release", "environment", "metadata")
+        )
         if root is not None:
-            row.update(name=root.name, status=root.status, error=root.error)
-            rooted.append(row)
+            mode, name, status, error = ROOT_IN_BATCH, root.name, root.status, root.error
         else:
-            first = min(batch, key=lambda s: s.start_ns)
-            failed = next((s.error for s in batch if s.status == "error"), None)
-            row.update(name=first.name, status="error" if errors else "ok", error=failed)
-            partial.append(row)
-    dialect = conn.dialect.name
-    for rows, is_rooted in ((rooted, True), (partial, False)):
-        if not rows:
+            # Without the root here, name, status and error are only used for a new row or
+            # (NO_ROOT) merged as the statement says.
+            mode = ROOT_STORED if has_root else NO_ROOT
+            name = min(batch, key=lambda s: s.start_ns).name
+            status = "error" if errors else "ok"
+            error = next((s.error for s in batch if s.status == "error"), None)
+        duration = (_moment(end) - _moment(start)).total_seconds() * 1000 if end is not None else None
+        trace_tags = tags.get(trace_id)
+        by_mode[mode].append((
+            trace_id, name, start, end, duration, session_id, user_id, release, environment,
+            dump_json(trace_tags) if trace_tags else None, dump_json(metadata) if metadata else None,
+            rows[root_index][8] if root_index is not None else None,
+            rows[root_index][9] if root_index is not None else None,
+            status, error, count, errors, input_tokens, output_tokens, cost,
+        ))
+    for mode, trace_rows in by_mode.items():
+        if not trace_rows:
             continue
-        statement = _upsert_statement(dialect, is_rooted)
+        sql = _upsert_sql(conn, mode)
         if problems is None:
-            conn.execute(statement, rows)
+            conn.exec_driver_sql(sql, trace_rows)
             continue
-        for row in rows:  # after a refused batch: one trace row the database refuses loses only itself
+        for row in trace_rows:  # after a refused batch: one trace row the database refuses loses only itself
             try:
                 with conn.begin_nested():
-                    conn.execute(statement, [row])
+                    conn.exec_driver_sql(sql, row)
             except SQLAlchemyError as err:
                 if is_storage_failure(err):
                     raise
                 reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-                log.warning("looplab: OTLP trace %s refused by the database: %s", row["id"], reason)
-                problems.append(f"trace {row['id']}: its summary row was refused by the database: {reason}")
+                log.warning("looplab: OTLP trace %s refused by the database: %s", row[0], reason)
+                problems.append(f"trace {row[0]}: its summary row was refused by the database: {reason}")

@@ -20,8 +20,9 @@ import threading
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from itertools import chain
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -67,7 +68,7 @@ def _answer(flushes: list[_FlushRequest], ok: bool) -> None:
 class _Write:
     """One write handed to the insert thread; its flush requests are answered when it is done."""
 
-    __slots__ = ("write", "force", "flushes", "done", "ok")
+    __slots__ = ("done", "flushes", "force", "ok", "write")
 
     def __init__(self, write: Callable[[bool], bool], force: bool, flushes: list[_FlushRequest]) -> None:
         self.write = write
@@ -139,7 +140,7 @@ class _WriteThread:
                 job.run()
 
 
-class _Checkpointer:
+class Checkpointer:
     """Copies SQLite's write-ahead log into the database file from a thread of its own.
 
     Left to SQLite, the connection whose commit takes the log past 1,000 pages copies them there
@@ -207,7 +208,7 @@ class _Checkpointer:
                 conn.close()
 
 
-def _sqlite_path(url: str) -> str | None:
+def sqlite_path(url: str) -> str | None:
     """The file of a SQLite URL, or ``None`` for another database (or one not named by a plain path)."""
     try:
         parsed = make_url(url)
@@ -238,8 +239,8 @@ class Writer:
             is_sqlite = make_url(self._url).get_backend_name() == "sqlite"
         except Exception:  # a bad URL is reported when the writer first tries to open it
             is_sqlite = False
-        path = _sqlite_path(self._url)
-        self._checkpointer = _Checkpointer(path) if path else None
+        path = sqlite_path(self._url)
+        self._checkpointer = Checkpointer(path) if path else None
         self._builder = RowBuilder(settings.redact, SqliteTime() if is_sqlite else naive_utc)
         self._pending = Rows()  # converted rows storage refused so far
         self._failing_since: float | None = None
