@@ -282,3 +282,23 @@ def test_concurrent_batches_of_one_trace_lose_no_span(db_url: str) -> None:
     assert errors == []
     [trace] = stored_traces(db_url)
     assert (trace["span_count"], trace["input_tokens"], trace["output_tokens"], trace["name"]) == (201, 200, 200, "root")
+
+
+def test_a_trace_searched_before_its_root_arrived_is_found_by_the_root_s_words(client: TestClient, db_url: str) -> None:
+    from looplab.explorer.traces import list_traces
+    from looplab.store.filters import TraceFilter
+
+    trace_id, start = new_trace_id(), time.time_ns()
+    root_id = new_span_id()
+    child = span(trace_id, new_span_id(), "chat", parent_id=root_id, start_ns=start, duration_ns=5_000_000,
+                 attributes=genai_chat_attributes())
+    root = span(trace_id, root_id, "support turn", start_ns=start - 1_000_000, duration_ns=20_000_000,
+                attributes={"openinference.span.kind": "CHAIN", "input.value": "Where is the kangaroo parcel?",
+                            "output.value": "It left the depot."})
+    everything = TraceFilter(start=None, end=None)
+
+    _post(client, request(child).SerializeToString())
+    assert list_traces(db_url, everything, search="kangaroo").rows == []  # searched (and indexed) without its root
+    _post(client, request(root).SerializeToString())
+    found = list_traces(db_url, everything, search="kangaroo").rows
+    assert [row.id for row in found] == [trace_id.hex()]

@@ -610,11 +610,13 @@ def _text_of(json_column: str) -> str:
 
 
 # "+s.kind": look the spans up by trace id (the primary key), not through the kind index.
-_INDEX_SQL = text(f"""
+def _index_sql(chosen: str) -> str:
+    """Index the traces ``chosen`` (a condition on ``traces AS t``) into ``trace_search``."""
+    return f"""
 WITH new AS MATERIALIZED (
     SELECT t.rowid AS rid, t.id AS tid, t.error AS error,
            {_text_of('t.input_json')} AS input_text, {_text_of('t.output_json')} AS output_text
-    FROM traces AS t WHERE t.rowid > :after ORDER BY t.rowid LIMIT :chunk
+    FROM traces AS t WHERE {chosen}
 )
 INSERT INTO trace_search (rowid, trace_id, input, output, steps)
 SELECT rid, tid, input_text, trim(coalesce(output_text, '') || ' ' || coalesce(error, '')),
@@ -623,7 +625,32 @@ SELECT rid, tid, input_text, trim(coalesce(output_text, '') || ' ' || coalesce(e
             UNION ALL SELECT s.error FROM spans AS s WHERE s.trace_id = tid AND s.error IS NOT NULL
         ) WHERE x IS NOT NULL AND x != '' AND x IS NOT output_text)
 FROM new ORDER BY rid
-""")
+"""
+
+
+_INDEX_SQL = text(_index_sql("t.rowid > :after ORDER BY t.rowid LIMIT :chunk"))
+
+
+def refresh_indexed_traces(conn: Connection, trace_ids: Sequence[str]) -> int:
+    """Index again those of ``trace_ids`` the search index already holds, inside the caller's
+    transaction (SQLite; a no-op elsewhere or without the index); returns how many.
+
+    The index adds traces by ``rowid`` after the newest it holds, so a trace row rewritten later
+    (its root span arriving in a later OTLP export, say) would keep what it said when indexed.
+    """
+    if conn.dialect.name != "sqlite" or not trace_ids or not conn.execute(text(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'trace_search'")).scalar():
+        return 0
+    ids = ", ".join("?" * len(trace_ids))
+    indexed = [row[0] for row in conn.exec_driver_sql(
+        f"SELECT rowid FROM trace_search WHERE rowid IN (SELECT rowid FROM traces WHERE id IN ({ids}))",
+        tuple(trace_ids))]
+    if not indexed:
+        return 0
+    rowids = ", ".join(str(int(r)) for r in indexed)
+    conn.exec_driver_sql(f"DELETE FROM trace_search WHERE rowid IN ({rowids})")
+    conn.exec_driver_sql(_index_sql(f"t.rowid IN ({rowids})"))
+    return len(indexed)
 
 
 def update_search_index(url: str, *, pause: float = 0.5) -> int:

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from looplab.errors import StoreError
+from looplab.explorer.traces import refresh_indexed_traces
 from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import get_engine
@@ -317,3 +318,5 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
                 reason = str(getattr(err, "orig", None) or err).splitlines()[0]
                 log.warning("looplab: OTLP trace %s refused by the database: %s", row[0], reason)
                 problems.append(f"trace {row[0]}: its summary row was refused by the database: {reason}")
+    # A trace searched before this export came in was indexed as it stood then.
+    refresh_indexed_traces(conn, ids)
