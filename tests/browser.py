@@ -96,3 +96,21 @@ def wait_idle(page, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-d
         if time.monotonic() > deadline:
             raise TimeoutError("the app did not become idle")
         page.wait_for_timeout(150)
+
+
+def open_first_row(page, opened, tries: int = 4) -> None:  # type: ignore[no-untyped-def]
+    """Click the row marker of the page's first grid's first row (grids are canvases) until
+    ``opened()`` says the row opened. The grid draws its rows a moment after the script run, and a
+    click that lands before that does nothing, so the click is repeated (at most ``tries`` times)."""
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.locator("canvas").first.wait_for(state="visible")
+    for _ in range(tries):
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
+        wait_idle(page)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if opened():
+                return
+            page.wait_for_timeout(100)
+    raise AssertionError(f"clicking the first row of the grid opened nothing ({tries} tries); the page is at {page.url}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from looplab.demo import seed
-from tests.browser import CHROMIUM_ARGS, chromium_path, running_app, wait_idle
+from tests.browser import CHROMIUM_ARGS, chromium_path, open_first_row, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = os.environ.get("LOOPLAB_SCREENSHOTS")
@@ -74,11 +74,7 @@ def test_demo_monitoring_filter_then_open_a_trace_from_the_list(browser_page) ->
     assert int(re.search(r"of ([\d,]+)", caption).group(1).replace(",", "")) == day
 
     # Open the first trace: the row marker of the grid's first row (grids are canvases).
-    grid = page.locator('[data-testid="stDataFrame"]').first
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
-    wait_idle(page)
-    assert re.search(r"[?&]trace=[0-9a-f]{32}", page.url)
+    open_first_row(page, lambda: re.search(r"[?&]trace=[0-9a-f]{32}", page.url) is not None)
     expect(page.get_by_role("tab", name="Span tree")).to_be_visible()
     # The span tree lists the trace's spans; the chosen span's content is shown next to it.
     tree = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator("canvas")).last

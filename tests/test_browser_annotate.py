@@ -19,7 +19,7 @@ from looplab.datasets.items import items_at
 from looplab.demo import seed
 from looplab.store.engine import read_session
 from looplab.store.models import Annotation, Score, Trace
-from tests.browser import CHROMIUM_ARGS, chromium_path, running_app, wait_idle
+from tests.browser import CHROMIUM_ARGS, chromium_path, open_first_row, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = os.environ.get("LOOPLAB_SCREENSHOTS")
@@ -113,11 +113,7 @@ def test_an_annotator_labels_with_the_keyboard_and_an_engineer_sees_the_dataset_
         expect(page.get_by_role("heading", name="Datasets", exact=True)).to_be_visible()
         # Open the only dataset: the row marker of the grid's first row (grids are canvases; a link
         # would reload the page, a new session that the session cookie keeps signed in).
-        grid = page.locator('[data-testid="stDataFrame"]').first
-        box = grid.bounding_box()
-        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
-        wait_idle(page)
-        expect(page.get_by_role("heading", name="support-golden")).to_be_visible()
+        open_first_row(page, lambda: page.get_by_role("heading", name="support-golden").count() > 0)
         page.get_by_role("textbox", name="Search inputs, expected outputs and metadata").fill(added[0].source_trace_id)
         page.keyboard.press("Enter")
         wait_idle(page)

@@ -16,7 +16,7 @@ import pytest
 from looplab.demo import BASELINE_TEMPLATE, seed
 from looplab.experiments.gate import list_decisions
 from looplab.experiments.records import get_experiment, list_experiments
-from tests.browser import CHROMIUM_ARGS, chromium_path, running_app, wait_idle
+from tests.browser import CHROMIUM_ARGS, chromium_path, open_first_row, running_app, wait_idle
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = os.environ.get("LOOPLAB_SCREENSHOTS")
@@ -76,11 +76,7 @@ def test_launch_compare_and_decide(tmp_path: Path) -> None:
         page.reload()
         wait_idle(page)
         assert [e.name for e in list_experiments(url)][0] == "support v2"
-        grid = page.locator('[data-testid="stDataFrame"]').first
-        box = grid.bounding_box()
-        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)
-        wait_idle(page)
-        expect(page.get_by_role("heading", name="support v2")).to_be_visible()
+        open_first_row(page, lambda: page.get_by_role("heading", name="support v2").count() > 0)
         expect(page.locator('[data-testid="stVegaLiteChart"]').nth(0)).to_be_visible()  # drawn a moment after the run
         assert not page.locator('[data-testid="stException"]').count()
         _shot(page, "comparison")
