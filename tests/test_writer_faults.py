@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import openai
@@ -219,3 +220,23 @@ def test_absent_values_are_stored_as_null_and_present_ones_as_given(sqlite_url: 
         assert conn.execute("SELECT typeof(user_id), typeof(session_id), typeof(span_count), typeof(tags_json) "
                             "FROM traces").fetchall() == [("text", "null", "integer", "text")]
         assert conn.execute("SELECT tag FROM trace_tags").fetchall() == [("t",)]
+
+
+def test_flush_waits_for_a_record_whose_thread_is_still_starting_the_writer(sqlite_url: str) -> None:
+    runtime.install(Settings(database_url=sqlite_url, flush_interval=0.02))
+    writer = runtime.writer()
+    results: list[bool] = []
+    with writer._start_lock:  # the first record's thread is inside the writer's start, not done yet
+        submitter = threading.Thread(target=work, args=(7,))
+        submitter.start()
+        deadline = time.monotonic() + 5
+        while not writer._queue and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer._queue  # queued, the writer not started
+        flusher = threading.Thread(target=lambda: results.append(looplab.flush(timeout=10)))
+        flusher.start()
+        flusher.join(timeout=0.3)  # it used to return False at once here: "not written"
+    submitter.join(timeout=10)
+    flusher.join(timeout=10)
+    assert results == [True]
+    assert len(stored_spans(sqlite_url)) == 1

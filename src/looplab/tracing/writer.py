@@ -269,7 +269,12 @@ class Writer:
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every record queued before this call is written; False if some could not be."""
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None and self._queue and not self._closing:
+            # Another thread queued the first record and is still starting the writer: start it (or
+            # wait for that start) here rather than report its record as unwritten.
+            self._start()
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             return not self._queue and not len(self._pending)
         request = _FlushRequest()
         self._queue.append(request)
