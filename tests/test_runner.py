@@ -173,7 +173,7 @@ def test_each_item_is_a_trace_in_the_database(traced: str, openai_env: FakeLLM) 
     assert len(traces) == 3
     for item in items:
         trace = traces[item["trace_id"]]
-        assert trace["name"] == "experiment traced"
+        assert (trace["name"], trace["environment"]) == ("experiment traced", "experiment")  # not production's
         assert trace["metadata_json"]["dataset_item_id"] == item["dataset_item_id"]
         assert trace["metadata_json"]["experiment"] == "traced"
         assert trace["output_json"] == item["output"]

@@ -70,6 +70,8 @@ from looplab.tracing import runtime
 
 log = logging.getLogger("looplab.experiments")
 
+EXPERIMENT_ENVIRONMENT = "experiment"  # the environment of the traces an experiment's items record
+
 Progress = Callable[[int, int], None]
 
 # A run whose heartbeat is older than this, and whose process is gone, has stalled.
@@ -429,8 +431,9 @@ class _Run:
         tokens_in = tokens_out = None
         cost = None
         started = time.perf_counter()
+        # Environment "experiment": Monitoring and Traces can tell these from production traffic.
         handle = looplab.trace(
-            f"experiment {self.info.name}", input=item.input,
+            f"experiment {self.info.name}", input=item.input, environment=EXPERIMENT_ENVIRONMENT,
             metadata={"experiment": self.info.name, "experiment_id": self.info.id, "dataset_item_id": item.item_id,
                       "variant": f"{self.spec.name} v{self.info.variant.get('version')}"},
         )
