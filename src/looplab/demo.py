@@ -35,7 +35,15 @@ from looplab.errors import ConfigError
 from looplab.store.engine import read_session, write_session
 from looplab.store.ingest import CHUNK, insert_traces
 from looplab.store.filters import TraceFilter
-from looplab.store.models import SCORE_DATA_TYPES, AnnotationQueue, Dataset, Score, ScoreConfig, Trace
+from looplab.store.models import (
+    SCORE_DATA_TYPES,
+    AnnotationQueue,
+    Dataset,
+    Experiment,
+    Score,
+    ScoreConfig,
+    Trace,
+)
 from looplab.store.types import utcnow
 
 # In a source checkout (where `make demo` runs), sample_data/ sits next to src/.
@@ -211,7 +219,6 @@ def _add_baseline(url: str, dataset: str) -> str | None:
     from looplab.experiments.records import promote_experiment  # noqa: PLC0415
     from looplab.experiments.runner import create_experiment, run_experiment  # noqa: PLC0415
     from looplab.experiments.variants import VariantSpec  # noqa: PLC0415
-    from looplab.store.models import Experiment  # noqa: PLC0415
 
     with read_session(url) as session:
         dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
