@@ -367,34 +367,23 @@ def _check_not_below(comparison: Comparison, rule: Rule, policy: Policy,
                        f"(by {fmt(floor - e.candidate_mean)}, over {e.n} items).", e.name, details)]
 
 
-def _check_min_mean(comparison: Comparison, rule: Rule, policy: Policy,
-                    unreliable: frozenset[str]) -> list[RuleResult]:
+def _check_mean_bound(comparison: Comparison, rule: Rule, policy: Policy,
+                      unreliable: frozenset[str]) -> list[RuleResult]:
+    """``min_mean`` (candidate mean at least ``min``) and ``max_mean`` (at most ``max``)."""
     e, early = _named_evaluator(comparison, rule, unreliable)
     if e is None:
         return [early] if early else []
     assert e.candidate_mean is not None
-    minimum = float(rule.settings["min"])
-    details = {**_evaluator_details(e), "min": minimum}
-    if e.candidate_mean >= minimum - 1e-12:
-        return [RuleResult(rule.kind, "passed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is at least "
-                           f"{fmt(minimum)}.", e.name, details)]
-    return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is below the minimum "
-                       f"{fmt(minimum)}.", e.name, details)]
-
-
-def _check_max_mean(comparison: Comparison, rule: Rule, policy: Policy,
-                    unreliable: frozenset[str]) -> list[RuleResult]:
-    e, early = _named_evaluator(comparison, rule, unreliable)
-    if e is None:
-        return [early] if early else []
-    assert e.candidate_mean is not None
-    maximum = float(rule.settings["max"])
-    details = {**_evaluator_details(e), "max": maximum}
-    if e.candidate_mean <= maximum + 1e-12:
-        return [RuleResult(rule.kind, "passed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is at most "
-                           f"{fmt(maximum)}.", e.name, details)]
-    return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is above the maximum "
-                       f"{fmt(maximum)}.", e.name, details)]
+    is_min = rule.kind == "min_mean"
+    key, within, beyond = ("min", "at least", "below the minimum") if is_min else ("max", "at most", "above the maximum")
+    bound = float(rule.settings[key])
+    details = {**_evaluator_details(e), key: bound}
+    holds = e.candidate_mean >= bound - 1e-12 if is_min else e.candidate_mean <= bound + 1e-12
+    if holds:
+        return [RuleResult(rule.kind, "passed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is {within} "
+                           f"{fmt(bound)}.", e.name, details)]
+    return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is {beyond} "
+                       f"{fmt(bound)}.", e.name, details)]
 
 
 def _check_ratio(comparison: Comparison, rule: Rule, policy: Policy, unreliable: frozenset[str]) -> list[RuleResult]:
@@ -447,8 +436,8 @@ def _check_errors(comparison: Comparison, rule: Rule, policy: Policy, unreliable
 _CHECKS: dict[str, Callable[[Comparison, Rule, Policy, frozenset[str]], list[RuleResult]]] = {
     "no_significant_regression": _check_regression,
     "not_below_baseline": _check_not_below,
-    "min_mean": _check_min_mean,
-    "max_mean": _check_max_mean,
+    "min_mean": _check_mean_bound,
+    "max_mean": _check_mean_bound,
     "latency": _check_ratio,
     "cost": _check_ratio,
     "errors": _check_errors,
