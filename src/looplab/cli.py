@@ -270,6 +270,8 @@ def _write_file(path: Path, write: Callable[[IO[str]], int]) -> int:
 # --- looplab prune / delete (data lifecycle) -------------------------------------------------------
 
 OLDER_THAN_HELP = "an age in hours, days or weeks (12h, 90d, 2w) or a date (2026-01-01, UTC)"
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation.")]
 
 
 @app.command("prune")
@@ -278,8 +280,8 @@ def prune_command(
         str, typer.Option("--older-than", help=f"Remove traces that started before this: {OLDER_THAN_HELP}.")
     ],
     db: DbOption = DEFAULT_DATABASE_URL,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation.")] = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Remove old traces (retention) with their spans, tags, scores, search entries and queue items."""
     cutoff = _older_than(older_than, datetime.now(timezone.utc))
@@ -299,8 +301,8 @@ def delete_command(
         str, typer.Option("--user-id", help="The end user whose traces to erase (the user_id they were recorded with).")
     ],
     db: DbOption = DEFAULT_DATABASE_URL,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove without asking for confirmation.")] = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Erase one user's traces with their spans, scores, search entries and queue items."""
     if not user_id.strip():

@@ -345,26 +345,20 @@ def _check_not_below(comparison: Comparison, rule: Rule, policy: Policy,
         return [early] if early else []
     assert e.baseline_mean is not None and e.candidate_mean is not None
     margin = float(rule.settings["margin"])
-    if not e.higher_is_better:  # "not worse" is "not above" there
-        ceiling = e.baseline_mean + margin
-        details = {**_evaluator_details(e), "margin": margin, "ceiling": ceiling}
-        allowed = f"baseline {fmt(e.baseline_mean)} + {fmt(margin)} = {fmt(ceiling)}" if margin else \
-            f"baseline {fmt(e.baseline_mean)}"
-        if e.candidate_mean <= ceiling + 1e-12:
-            return [RuleResult(rule.kind, "passed", f"{e.name} (lower is better): candidate mean "
-                               f"{fmt(e.candidate_mean)} is not above {allowed} (over {e.n} items).", e.name, details)]
-        return [RuleResult(rule.kind, "failed", f"{e.name} (lower is better): candidate mean {fmt(e.candidate_mean)} "
-                           f"is above {allowed} (by {fmt(e.candidate_mean - ceiling)}, over {e.n} items).",
-                           e.name, details)]
-    floor = e.baseline_mean - margin
-    details = {**_evaluator_details(e), "margin": margin, "floor": floor}
-    allowed = f"baseline {fmt(e.baseline_mean)} - {fmt(margin)} = {fmt(floor)}" if margin else \
-        f"baseline {fmt(e.baseline_mean)}"
-    if e.candidate_mean >= floor - 1e-12:
-        return [RuleResult(rule.kind, "passed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is not below "
+    # Where lower is better, "not worse" is "not above baseline + margin".
+    lower = not e.higher_is_better
+    limit = e.baseline_mean + margin if lower else e.baseline_mean - margin
+    details = {**_evaluator_details(e), "margin": margin, ("ceiling" if lower else "floor"): limit}
+    allowed = f"baseline {fmt(e.baseline_mean)} {'+' if lower else '-'} {fmt(margin)} = {fmt(limit)}" if margin \
+        else f"baseline {fmt(e.baseline_mean)}"
+    who = f"{e.name} (lower is better)" if lower else e.name
+    side = "above" if lower else "below"
+    holds = e.candidate_mean <= limit + 1e-12 if lower else e.candidate_mean >= limit - 1e-12
+    if holds:
+        return [RuleResult(rule.kind, "passed", f"{who}: candidate mean {fmt(e.candidate_mean)} is not {side} "
                            f"{allowed} (over {e.n} items).", e.name, details)]
-    return [RuleResult(rule.kind, "failed", f"{e.name}: candidate mean {fmt(e.candidate_mean)} is below {allowed} "
-                       f"(by {fmt(floor - e.candidate_mean)}, over {e.n} items).", e.name, details)]
+    return [RuleResult(rule.kind, "failed", f"{who}: candidate mean {fmt(e.candidate_mean)} is {side} {allowed} "
+                       f"(by {fmt(abs(e.candidate_mean - limit))}, over {e.n} items).", e.name, details)]
 
 
 def _check_mean_bound(comparison: Comparison, rule: Rule, policy: Policy,
