@@ -509,7 +509,10 @@ app()
 """
 
 
-def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: FakeLLM, db_url: str) -> None:
+@contextlib.contextmanager
+def _gateway_command(fake_llm: FakeLLM, db_url: str, *extra: str) -> Iterator[tuple[str, list[str]]]:
+    """``looplab gateway`` in a process of its own, with the ingest key ``cli-key`` and a writer
+    that waits 30 s between writes; yields its URL and, once stopped with Ctrl+C, its output."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -517,9 +520,10 @@ def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: 
     env = {**os.environ, "LOOPLAB_API_KEY": "cli-key", "LOOPLAB_FLUSH_INTERVAL": "30"}
     process = subprocess.Popen(
         [sys.executable, "-c", _COMMAND, "--port", str(port), "--db", db_url,
-         "--openai-base-url", fake_llm.openai_base_url, "--anthropic-base-url", fake_llm.anthropic_base_url],
+         "--openai-base-url", fake_llm.openai_base_url, "--anthropic-base-url", fake_llm.anthropic_base_url, *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -531,6 +535,15 @@ def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: 
                 pass
             assert time.monotonic() < deadline, "the gateway did not start"
             time.sleep(0.1)
+        yield url, output
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl+C sends
+        output.append(process.communicate(timeout=30)[0])
+    assert process.returncode == 0, output[0]
+
+
+def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: FakeLLM, db_url: str) -> None:
+    with _gateway_command(fake_llm, db_url) as (url, output):
         client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0,
                                default_headers={"x-looplab-api-key": "cli-key"})
         raw = client.chat.completions.with_raw_response.create(
@@ -540,11 +553,30 @@ def test_the_command_serves_records_and_writes_what_is_queued_on_exit(fake_llm: 
         otlp = httpx2.post(url + "/v1/traces", content=b"{", headers={"x-looplab-api-key": "cli-key",
                                                                       "content-type": "application/json"})
         assert otlp.status_code == 400
-    finally:
-        process.send_signal(signal.SIGINT)  # what Ctrl+C sends
-        output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
-    assert f"looplab gateway on {url}" in output
+    assert f"looplab gateway on {url}" in output[0]
     # The writer waits 30 s between writes: the trace was written on the way out.
     [trace] = stored_traces(db_url)
     assert trace["id"] == raw.headers["x-looplab-trace-id"]
+
+
+def test_the_command_with_several_workers_serves_ingests_and_writes_everything(fake_llm: FakeLLM,
+                                                                                db_url: str) -> None:
+    from tests import otlp_builders as otlp
+
+    trace_ids = []
+    exported = otlp.new_trace_id()
+    with _gateway_command(fake_llm, db_url, "--workers", "2") as (url, output):
+        for i in range(8):  # a new connection each: the workers share the listening socket
+            with openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0,
+                               default_headers={"x-looplab-api-key": "cli-key"}) as client:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"call {i}"}])
+                trace_ids.append(raw.headers["x-looplab-trace-id"])
+        body = otlp.request(otlp.span(exported, otlp.new_span_id(), "chat gpt-4o-mini",
+                                      attributes=otlp.genai_chat_attributes())).SerializeToString()
+        answer = httpx2.post(url + "/v1/traces", content=body, headers={
+            "x-looplab-api-key": "cli-key", "content-type": "application/x-protobuf"})
+        assert answer.status_code == 200
+    assert "(2 worker processes)" in output[0]
+    # Each worker wrote what it had queued on the way out; the export was stored before its answer.
+    assert {t["id"] for t in stored_traces(db_url)} == {*trace_ids, exported.hex()}

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import logging
+import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy.engine import make_url
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("looplab.gateway")
 
+# With several workers, uvicorn starts each from an import string: the settings travel in here.
+_WORKER_SETTINGS = "LOOPLAB_GATEWAY_WORKER_SETTINGS"
+
 
 def _extra_routes(settings: GatewaySettings, otlp_max_body_bytes: int) -> Sequence[BaseRoute]:
     """The OpenTelemetry ingest's routes (``POST /v1/traces``), when its dependencies are installed."""
@@ -40,6 +46,16 @@ def _extra_routes(settings: GatewaySettings, otlp_max_body_bytes: int) -> Sequen
     from looplab.otlp.http import otlp_routes
 
     return otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes)
+
+
+def worker_app() -> Any:
+    """The gateway app of one uvicorn worker process (``--workers`` above 1), built from the
+    settings the command left in the environment."""
+    from looplab.gateway.app import create_app
+
+    given = json.loads(os.environ[_WORKER_SETTINGS])
+    settings = GatewaySettings(**given["settings"])
+    return create_app(settings, _extra_routes(settings, given["otlp_max_body_bytes"]))
 
 
 def gateway_command(
@@ -61,6 +77,8 @@ def gateway_command(
     otlp_max_body_bytes: Annotated[int, typer.Option(
         help="Largest OTLP export accepted on /v1/traces (bytes, as sent and unzipped); larger ones get 413.")
     ] = 16 * 1024 * 1024,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes; one per CPU core serves (and ingests OTLP) faster on a busy gateway.")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
 ) -> None:
     """Start the gateway: an OpenAI/Anthropic-compatible proxy that traces every call, OTLP ingest, the scores API.
@@ -90,10 +108,16 @@ def gateway_command(
         # Still serve: recording never stops calls, and the writer keeps retrying.
         typer.echo(f"Warning: {err} Calls are proxied; their traces are kept in memory (bounded) and retried.",
                    err=True)
-    app = create_app(settings, _extra_routes(settings, otlp_max_body_bytes))
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: listening on {host} without LOOPLAB_API_KEY: anyone who reaches it can record "
                    "traces and scores.", err=True)
-    typer.echo(f"looplab gateway on http://{host}:{port} recording into {shown}; Ctrl+C stops it.")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
-                timeout_graceful_shutdown=10, server_header=False)
+    processes = f" ({workers} worker processes)" if workers > 1 else ""
+    typer.echo(f"looplab gateway on http://{host}:{port}{processes} recording into {shown}; Ctrl+C stops it.")
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
+               "timeout_graceful_shutdown": 10, "server_header": False}
+    if workers == 1:
+        uvicorn.run(create_app(settings, _extra_routes(settings, otlp_max_body_bytes)), **options)
+        return
+    os.environ[_WORKER_SETTINGS] = json.dumps({"settings": dataclasses.asdict(settings),
+                                               "otlp_max_body_bytes": otlp_max_body_bytes})
+    uvicorn.run("looplab.gateway.cli:worker_app", factory=True, workers=workers, **options)

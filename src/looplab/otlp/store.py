@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import logging
 import threading
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +50,7 @@ from looplab.tracing.writer import (
 log = logging.getLogger("looplab")
 
 _sqlite_locks: dict[str, threading.Lock] = {}
+_lock_files: dict[str, BinaryIO] = {}
 _checkpointers: dict[str, Checkpointer | None] = {}
 _locks_lock = threading.Lock()
 
@@ -125,12 +131,33 @@ def _first_of_each(spans: list[MappedSpan]) -> list[MappedSpan]:
 
 @contextmanager
 def _database_lock(url: str) -> Iterator[None]:
+    """Hold the right to write OTLP spans into a SQLite file, in this process and across processes.
+
+    SQLite lets one write transaction run at a time; one left waiting polls with sleeps of 1 to
+    100 ms, so two gateway workers writing into one file spent much of their time asleep. A lock
+    file next to the database hands the turn over as soon as the holder commits.
+    """
     lock = _sqlite_locks.get(url)
     if lock is None:
         with _locks_lock:
             lock = _sqlite_locks.setdefault(url, threading.Lock())
     with lock:
-        yield
+        handle = _lock_files.get(url)
+        if handle is None and fcntl is not None:
+            path = sqlite_path(url)
+            if path is not None:
+                try:
+                    handle = _lock_files[url] = open(f"{path}-otlp.lock", "a+b")  # noqa: SIM115 (kept open)
+                except OSError:
+                    handle = None  # e.g. a read-only folder: SQLite's own locking still holds
+        if handle is None:
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _attributes_json(span: MappedSpan, resources: dict[int, str]) -> str | None:
