@@ -81,7 +81,7 @@ def test_agreement_per_config_of_a_queue(labelled: tuple[str, int]) -> None:
     assert helpfulness.statistic == "Krippendorff's alpha (interval)"
     # One split of 0.5: observed 2 * 0.25 / 8; expected 2 * (8 * 2.45 - 3.5^2) / (8 * 7) = 0.2625.
     assert helpfulness.value == pytest.approx(1 - (0.5 / 8) / 0.2625) and helpfulness.reading == "tentative"
-    assert helpfulness.disagreements == 1  # 0.8 against 0.3; the others are within a step (0.1)
+    assert helpfulness.disagreements == 1  # 0.8 against 0.3; the others are the same value
 
 
 def test_disagreements_are_listed_and_an_admin_settles_them(labelled: tuple[str, int]) -> None:
@@ -122,3 +122,25 @@ def test_a_queue_without_double_labels_says_so(db_url: str) -> None:
     queue = queues.create_queue(db_url, "Single", score_configs=["correctness"])
     (only,) = [a for a in agreement.agreement(db_url, queue.id) if a.config == "correctness"]
     assert only.value is None and "two labels" in (only.note or "")
+
+
+def test_one_step_apart_is_a_disagreement_left_for_the_admin(db_url: str) -> None:
+    create_score_config(db_url, "stars", "numeric", min_value=1, max_value=5, step=1)
+    create_score_config(db_url, "share", "numeric", min_value=0, max_value=1, step=0.1)
+    history(db_url, 2)
+    queue = queues.create_queue(db_url, "Stars", score_configs=["share", "stars"], annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, ["t0000", "t0001"])
+    given = {"ana": [(3, 0.3), (5, 0.1 * 3)], "ben": [(4, 0.3), (5, 0.3)]}  # 0.1 * 3 is 0.30000000000000004
+    for user, values in given.items():
+        for stars, share in values:
+            lease = queues.next_item(db_url, queue.id, user, now=NOW)
+            queues.submit_label(db_url, lease.item_id, user, {"stars": stars, "share": share}, now=NOW)
+    (split,) = agreement.disagreements(db_url, queue.id)
+    assert (split.trace_id, split.config, split.values) == ("t0000", "stars", {"ana": 3, "ben": 4})
+    by_config = {a.config: a for a in agreement.agreement(db_url, queue.id)}
+    assert (by_config["stars"].disagreements, by_config["stars"].percent_agreement) == (1, 0.5)
+    assert (by_config["share"].disagreements, by_config["share"].percent_agreement) == (0, 1.0)
+    before = agreement.resolved_labels(db_url, split.item_id)
+    assert before.unresolved == ["stars"] and "stars" not in before.values  # not silently the last label
+    agreement.adjudicate(db_url, split.item_id, LOCAL_ADMIN, {"stars": 4})
+    assert agreement.resolved_labels(db_url, split.item_id).values == {"stars": 4, "share": 0.3}

@@ -39,6 +39,7 @@ from looplab.store.models import Annotation, QueueItem
 from looplab.store.types import utcnow
 
 RELIABLE, TENTATIVE = 0.8, 0.667
+NUMERIC_EPSILON = 1e-9  # relative: two numeric labels closer than this are the same value
 
 
 @dataclass(frozen=True)
@@ -270,10 +271,13 @@ def _code(config: ScoreConfigView, value: Any) -> float | str | None:
 
 
 def _differ(config: ScoreConfigView, values: Sequence[Any]) -> bool:
+    """Whether labels disagree: any two differ. Numeric labels are multiples of the config's step,
+    so a gap of one step (3 against 4) is a disagreement; the epsilon only absorbs float noise
+    (0.1 * 3 against 0.3)."""
     codes = [_code(config, v) for v in values]
     if config.data_type == "numeric":
         numbers = [float(c) for c in codes if c is not None]
-        return max(numbers) - min(numbers) > (config.step or 0) + 1e-9
+        return bool(numbers) and max(numbers) - min(numbers) > NUMERIC_EPSILON * max(1.0, *map(abs, numbers))
     return len(set(codes)) > 1
 
 
@@ -285,7 +289,7 @@ def _agreement(config: ScoreConfigView, labels: Mapping[tuple[int, str], Mapping
         if len(given) >= 2:
             rated.append(given)
     annotators = len({a for item in rated for a in item})
-    base = dict(config=config.name, data_type=config.data_type, items=len(rated), annotators=annotators)
+    base = {"config": config.name, "data_type": config.data_type, "items": len(rated), "annotators": annotators}
     if config.data_type == "text":
         return ConfigAgreement(**base, statistic=None, value=None, percent_agreement=None, disagreements=0,
                                note="Free text is not compared.")
@@ -293,8 +297,7 @@ def _agreement(config: ScoreConfigView, labels: Mapping[tuple[int, str], Mapping
         return ConfigAgreement(**base, statistic=None, value=None, percent_agreement=None, disagreements=0,
                                note="No item has two labels yet; set the queue to 2+ annotations per item.")
     differing = sum(1 for item in rated if _differ(config, list(item.values())))
-    same = sum(1 for item in rated if len(set(item.values())) == 1)
-    percent = same / len(rated)
+    percent = (len(rated) - differing) / len(rated)
     nominal = config.data_type == "boolean" or (config.data_type == "categorical" and not config.ordered)
     pairs = {tuple(sorted(item)) for item in rated}
     if nominal and len(pairs) == 1 and all(len(item) == 2 for item in rated):
