@@ -10,6 +10,7 @@ from looplab.annotation import agreement, queues
 from looplab.annotation.score_configs import create_score_config
 from looplab.annotation.users import LOCAL_ADMIN, Viewer
 from looplab.errors import ConfigError
+from looplab.explorer import trace_detail
 from tests.stored import stored_scores
 from tests.test_queues import NOW, add_configs, history
 
@@ -105,6 +106,14 @@ def test_disagreements_are_listed_and_an_admin_settles_them(labelled: tuple[str,
     adjudicated = [s for s in stored_scores(url) if (s["metadata_json"] or {}).get("adjudicated")]
     assert {(s["name"], s["label"], s["value"], s["author"]) for s in adjudicated} == {
         ("correctness", "incorrect", 0.0, "local"), ("helpfulness", None, 0.4, "local")}
+    # Downstream, the ruling is the item's one score of each settled name: the annotators' scores
+    # of those names are gone from the trace (their labels stay, with who said what).
+    on_trace = {(s["name"], s["author"]) for s in stored_scores(url) if s["trace_id"] == "t0001"}
+    assert on_trace == {("correctness", "local"), ("helpfulness", "local"), ("resolved", "ana"), ("resolved", "ben")}
+    detail = trace_detail(url, "t0001")
+    assert sorted((s.name, s.value) for s in detail.scores if s.name != "resolved") == [
+        ("correctness", 0.0), ("helpfulness", 0.4)]
+    assert agreement.agreement(url, queue_id)[0].items == 4  # agreement still reads every label
 
 
 def test_labels_become_human_scores_with_their_author(labelled: tuple[str, int]) -> None:
@@ -144,3 +153,43 @@ def test_one_step_apart_is_a_disagreement_left_for_the_admin(db_url: str) -> Non
     assert before.unresolved == ["stars"] and "stars" not in before.values  # not silently the last label
     agreement.adjudicate(db_url, split.item_id, LOCAL_ADMIN, {"stars": 4})
     assert agreement.resolved_labels(db_url, split.item_id).values == {"stars": 4, "share": 0.3}
+
+
+@pytest.fixture
+def split_item(labelled: tuple[str, int]) -> tuple[str, int, int]:
+    """``labelled``'s t0001: ana and ben disagree on all three scores."""
+    url, queue_id = labelled
+    (split,) = agreement.disagreements(url, queue_id, "correctness")
+    return url, queue_id, split.item_id
+
+
+def test_settling_one_score_at_a_time_keeps_the_earlier_ones(split_item: tuple[str, int, int]) -> None:
+    url, _, item_id = split_item
+    agreement.adjudicate(url, item_id, LOCAL_ADMIN, {"correctness": "incorrect"}, corrected_output="Ruled answer",
+                         now=NOW + timedelta(hours=1))
+    agreement.adjudicate(url, item_id, LOCAL_ADMIN, {"resolved": False}, now=NOW + timedelta(hours=2))
+    agreement.adjudicate(url, item_id, LOCAL_ADMIN, {"correctness": "correct"}, now=NOW + timedelta(hours=3))
+    settled = agreement.resolved_labels(url, item_id)
+    assert settled.values == {"resolved": False, "correctness": "correct"}
+    assert (settled.unresolved, settled.corrected_output) == (["helpfulness"], "Ruled answer")
+    scores = sorted((s["name"], s["label"], s["author"]) for s in stored_scores(url) if s["trace_id"] == "t0001")
+    assert scores == [("correctness", "correct", "local"), ("helpfulness", None, "ana"),
+                      ("helpfulness", None, "ben"), ("resolved", "false", "local")]
+
+
+def test_a_label_after_the_ruling_adds_no_competing_score(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 1)
+    queue = queues.create_queue(db_url, "Three", score_configs=["correctness", "helpfulness"], annotations_per_item=3)
+    queues.add_traces(db_url, queue.id, ["t0000"])
+    for user, label in (("ana", "correct"), ("ben", "incorrect")):
+        lease = queues.next_item(db_url, queue.id, user, now=NOW)
+        queues.submit_label(db_url, lease.item_id, user, {"correctness": label}, now=NOW)
+    agreement.adjudicate(db_url, lease.item_id, LOCAL_ADMIN, {"correctness": "correct"})
+    late = queues.next_item(db_url, queue.id, "cy", now=NOW)
+    queues.submit_label(db_url, late.item_id, "cy", {"correctness": "incorrect", "helpfulness": 0.7}, now=NOW)
+    scores = sorted((s["name"], s["label"] or s["value"], s["author"]) for s in stored_scores(db_url))
+    assert scores == [("correctness", "correct", "local"), ("helpfulness", 0.7, "cy")]
+    # The label itself is kept: the disagreement lists cy's value next to the ruling.
+    (split,) = agreement.disagreements(db_url, queue.id, "correctness")
+    assert split.values == {"ana": "correct", "ben": "incorrect", "cy": "incorrect"} and split.adjudicated == "correct"

@@ -12,9 +12,14 @@ Alpha handles any number of annotators and items with missing labels. Both stati
 perfect agreement and 0 for agreement no better than chance; below 0.667 is usually read as
 unreliable, 0.8 and over as reliable (Krippendorff).
 
-Disagreements are items whose labels differ (numeric: by more than the config's step). An admin
-adjudicates: the adjudicated values (and corrected output) are what ``resolved_labels`` returns,
-and what datasets built from the queue take.
+Disagreements are items whose labels differ at all (numeric labels are multiples of the config's
+step, so 3 against 4 on a 1-5 scale is a disagreement). An admin adjudicates: the adjudicated
+values (and corrected output) are what ``resolved_labels`` returns and what datasets built from
+the queue take. The adjudicated value is also the only ``human`` score the item leaves on its
+trace for that score name: the annotators' own score rows for it are deleted (their labels stay
+in ``annotations``, with author and time, so agreement is still measured on them), and a label
+given after the ruling adds no score row for it. Monitoring, the trace detail, experiment
+comparison and judge agreement thus see one value per adjudicated item.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from looplab.annotation.score_configs import ScoreConfigView, scores_for_label
 from looplab.annotation.users import Viewer
 from looplab.errors import ConfigError
 from looplab.store.engine import read_session, write_session
-from looplab.store.models import Annotation, QueueItem
+from looplab.store.models import Annotation, QueueItem, Score, ScoreConfig
 from looplab.store.types import utcnow
 
 RELIABLE, TENTATIVE = 0.8, 0.667
@@ -143,7 +148,12 @@ def disagreements(url: str, queue_id: int, config_name: str | None = None) -> li
 def adjudicate(url: str, item_id: int, viewer: Viewer, values: Mapping[str, Any], *,
                comment: str | None = None, corrected_output: Any = None, now: datetime | None = None) -> None:
     """Settle an item: ``values`` (by config name) become the item's labels downstream. Admins only.
-    Adjudicating again replaces the earlier ruling."""
+
+    Adjudicating again replaces the earlier ruling's values for the scores given here; its other
+    values (and its comment and corrected output, unless new ones are given) stand, so an admin
+    can settle one score at a time. In the same transaction the item's ``human`` score rows for
+    the ruled score names (the annotators' and an earlier ruling's) are replaced by one
+    adjudicated score each."""
     if not viewer.is_admin:
         raise ConfigError("Only an admin can adjudicate disagreements.")
     now = now or utcnow()
@@ -154,22 +164,29 @@ def adjudicate(url: str, item_id: int, viewer: Viewer, values: Mapping[str, Any]
         item = _item(session, item_id)
         queue = _queue(session, item.queue_id)
         configs = _configs(session, queue.id)
-        unknown = sorted(set(given) - {c.name for c in configs})
+        names = {c.name for c in configs}
+        unknown = sorted(set(given) - names)
         if unknown:
             raise ConfigError(f"This queue does not score {', '.join(unknown)}.")
-        for earlier in session.scalars(select(Annotation).where(
-                Annotation.queue_item_id == item.id, Annotation.kind == "adjudication")):
+        earlier = _ruling(session, item.id)
+        ruled = {**((earlier.values_json or {}) if earlier else {}), **given}
+        note = (comment or "").strip() or (earlier.comment if earlier else None)
+        if corrected_output is None and earlier is not None:
+            corrected_output = earlier.corrected_output_json
+        if earlier is not None:
             session.delete(earlier)
-        session.flush()
+            session.flush()
         ruling = Annotation(queue_item_id=item.id, queue_id=queue.id, trace_id=item.trace_id, author=viewer.username,
-                            kind="adjudication", values_json=dict(given), comment=(comment or "").strip() or None,
+                            kind="adjudication", values_json=ruled, comment=note,
                             corrected_output_json=corrected_output, created_at=now)
         session.add(ruling)
         session.flush()
-        session.add_all(scores_for_label(configs, given, trace_id=item.trace_id, author=viewer.username,
-                                comment=ruling.comment, created_at=now,
-                                metadata={"queue": queue.name, "queue_item_id": item.id,
-                                          "annotation_id": ruling.id, "adjudicated": True}))
+        scored = {k: v for k, v in ruled.items() if k in names}  # a config since taken off the queue: no score
+        _delete_item_scores(session, item, set(scored))
+        session.add_all(scores_for_label(configs, scored, trace_id=item.trace_id, author=viewer.username,
+                                         comment=note, created_at=now,
+                                         metadata={"queue": queue.name, "queue_item_id": item.id,
+                                                   "annotation_id": ruling.id, "adjudicated": True}))
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,24 @@ def _labels(session: Any, queue_id: int) -> dict[tuple[int, str], dict[str, dict
             .order_by(Annotation.queue_item_id, Annotation.created_at)):
         labels.setdefault((item_id, trace_id), {})[author] = values or {}
     return labels
+
+
+def _ruling(session: Any, item_id: int) -> Annotation | None:
+    """The item's adjudication, if an admin gave one (there is at most one an item)."""
+    return session.scalar(select(Annotation).where(Annotation.queue_item_id == item_id,
+                                                   Annotation.kind == "adjudication"))
+
+
+def _delete_item_scores(session: Any, item: QueueItem, names: set[str]) -> None:
+    """Delete the ``human`` scores that labels (or a ruling) of this queue item left on its trace
+    under ``names``. Score rows link to their item through their metadata, so the trace's human
+    scores of those names (a handful) are read and matched here rather than in SQL."""
+    if not names:
+        return
+    for score in session.scalars(select(Score).where(
+            Score.trace_id == item.trace_id, Score.source == "human", Score.name.in_(sorted(names)))):
+        if (score.metadata_json or {}).get("queue_item_id") == item.id:
+            session.delete(score)
 
 
 def _adjudications(session: Any, queue_id: int) -> dict[int, Any]:

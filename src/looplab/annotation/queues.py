@@ -331,7 +331,8 @@ def submit_label(
 ) -> None:
     """Store ``username``'s label of an item: the values by score config name (checked against each
     config; ``None`` means not given), a comment and a corrected output. The values also become
-    ``human`` scores of the trace. Raises ``ConfigError`` for a value a config does not accept,
+    ``human`` scores of the trace, except those an admin has already adjudicated for this item
+    (the ruling stays the one score of that name). Raises ``ConfigError`` for a value a config does not accept,
     or when this person already labelled the item; nothing is stored then."""
     now = now or utcnow()
     with write_session(url) as session:
@@ -355,9 +356,13 @@ def submit_label(
         )
         session.add(annotation)
         session.flush()
-        session.add_all(scores_for_label(configs, given, trace_id=item.trace_id, author=username, comment=comment,
-                                created_at=now, metadata={"queue": queue.name, "queue_item_id": item.id,
-                                                          "annotation_id": annotation.id}))
+        scores = scores_for_label(configs, given, trace_id=item.trace_id, author=username, comment=comment,
+                                  created_at=now, metadata={"queue": queue.name, "queue_item_id": item.id,
+                                                            "annotation_id": annotation.id})
+        # An admin already settled these scores for the item: the label is kept (agreement reads
+        # it), but the ruling stays the item's only score of that name.
+        ruled = _ruled_names(session, item.id)
+        session.add_all([s for s in scores if s.name not in ruled])
         item.annotations_done += 1
         _release(item)
         _settle(item, queue, now)
@@ -563,6 +568,13 @@ def _configs(session: Session, queue_id: int) -> list[ScoreConfigView]:
     return [as_view(c) for c in session.scalars(
         select(ScoreConfig).join(QueueScoreConfig, QueueScoreConfig.score_config_id == ScoreConfig.id)
         .where(QueueScoreConfig.queue_id == queue_id).order_by(ScoreConfig.name))]
+
+
+def _ruled_names(session: Session, item_id: int) -> set[str]:
+    """The score names an admin's adjudication of the item settles."""
+    ruled = session.scalar(select(Annotation.values_json).where(Annotation.queue_item_id == item_id,
+                                                                Annotation.kind == "adjudication"))
+    return set(ruled or {})
 
 
 def _has_annotation(session: Session, item_id: int, username: str, kind: str) -> bool:
