@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from looplab.annotation import agreement, queues
+from looplab.annotation.agreement import PendingLabel
 from looplab.annotation.score_configs import create_score_config
 from looplab.annotation.users import LOCAL_ADMIN, Viewer
 from looplab.errors import ConfigError
@@ -193,3 +194,34 @@ def test_a_label_after_the_ruling_adds_no_competing_score(db_url: str) -> None:
     # The label itself is kept: the disagreement lists cy's value next to the ruling.
     (split,) = agreement.disagreements(db_url, queue.id, "correctness")
     assert split.values == {"ana": "correct", "ben": "incorrect", "cy": "incorrect"} and split.adjudicated == "correct"
+
+
+def test_trace_labels_merge_queues_manual_scores_and_the_label_on_screen(db_url: str) -> None:
+    from looplab.annotation.score_configs import record_manual_score  # noqa: PLC0415
+
+    add_configs(db_url)
+    create_score_config(db_url, "resolved", "boolean")
+    create_score_config(db_url, "note", "text")
+    history(db_url, 1)
+    record_manual_score(db_url, "t0000", "helpfulness", 0.2, "eve")
+    record_manual_score(db_url, "t0000", "helpfulness", 0.6, "eve")  # the latest manual score counts
+    record_manual_score(db_url, "t0000", "resolved", True, "eve")
+    record_manual_score(db_url, "t0000", "note", "asks twice", "eve")
+    assert agreement.trace_labels(db_url, "t0000").values == {"helpfulness": 0.6, "resolved": True,
+                                                              "note": "asks twice"}
+    queue = queues.create_queue(db_url, "Pair", score_configs=["correctness", "helpfulness"], annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, ["t0000"])
+    lease = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    queues.submit_label(db_url, lease.item_id, "ana", {"correctness": "correct", "helpfulness": 0.9},
+                        corrected_output="Ana's fix", now=NOW)
+    labels = agreement.trace_labels(db_url, "t0000")
+    assert labels.values == {"helpfulness": 0.9, "resolved": True, "note": "asks twice", "correctness": "correct"}
+    assert labels.corrected_output == "Ana's fix"
+    # Ben's label, still on screen: it fills what nobody labelled and joins the agreement check.
+    pending = PendingLabel(lease.item_id, "ben", {"correctness": "incorrect", "helpfulness": 0.9},
+                           corrected_output="Ben's fix")
+    with_ben = agreement.trace_labels(db_url, "t0000", pending)
+    assert with_ben.values == {"helpfulness": 0.9, "resolved": True, "note": "asks twice"}
+    assert (with_ben.unresolved, with_ben.corrected_output) == (["correctness"], "Ben's fix")
+    agreement.adjudicate(db_url, lease.item_id, LOCAL_ADMIN, {"correctness": "incorrect"})
+    assert agreement.trace_labels(db_url, "t0000", pending).values["correctness"] == "incorrect"

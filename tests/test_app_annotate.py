@@ -142,6 +142,31 @@ def test_add_to_dataset_from_the_labeling_view(annotated: tuple[str, queues.Queu
     assert item.metadata["labels"] == {"correctness": "correct"} and item.source_trace_id == lease.trace_id
 
 
+def test_add_to_dataset_takes_the_items_resolved_labels_and_the_traces_output(db_url: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    structured = {**chat_trace(1), "output": {"answer": "Your parcel 1 arrives on Friday.", "eta": "Friday"}}
+    insert_traces(db_url, [structured])
+    create_score_config(db_url, "correctness", "categorical",
+                        categories=[{"label": "correct", "value": 1}, {"label": "incorrect", "value": 0}])
+    create_score_config(db_url, "helpfulness", "numeric", min_value=1, max_value=5, step=1)
+    queue = queues.create_queue(db_url, "Pairs", score_configs=["correctness", "helpfulness"], annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, [structured["trace_id"]])
+    ben = queues.next_item(db_url, queue.id, "ben")
+    queues.submit_label(db_url, ben.item_id, "ben", {"correctness": "correct", "helpfulness": 4})
+    create_dataset(db_url, "parcel-golden")
+    at = annotate(queue=str(queue.id))
+    at.session_state[f"ann_{ben.item_id}_correctness"] = "correct"
+    at.session_state[f"ann_{ben.item_id}_helpfulness"] = 2.0  # one step from ben's 4: not agreed
+    at.selectbox(key="ann_dataset").set_value("parcel-golden")
+    button(at, "Add to dataset").click().run()
+    assert not at.exception
+    (item,) = items_at(db_url, "parcel-golden").items
+    assert item.metadata["labels"] == {"correctness": "correct"}
+    # The trace's own output, as stored: not the last LLM call's text turned into a string.
+    assert item.expected_output == {"answer": "Your parcel 1 arrives on Friday.", "eta": "Friday"}
+
+
 def test_skip_and_later_move_on(annotated: tuple[str, queues.QueueView]) -> None:
     url, queue = annotated
     at = annotate(queue=str(queue.id))

@@ -236,3 +236,30 @@ def test_the_dataset_item_links_back_to_its_trace(app_db: str) -> None:
     select_row(at, "ds_items_table", 0)
     links = at.get("page_link")
     assert any("t-refund" in link.proto.label and "trace=t-refund" in link.proto.query_string for link in links)
+
+
+def test_add_from_the_trace_detail_records_the_traces_labels(app_db: str) -> None:
+    from looplab.annotation import queues  # noqa: PLC0415
+    from looplab.annotation.score_configs import create_score_config, record_manual_score  # noqa: PLC0415
+
+    insert_traces(app_db, [TRACE])
+    create_score_config(app_db, "correctness", "categorical", categories=[{"label": "correct", "value": 1},
+                                                                           {"label": "incorrect", "value": 0}])
+    create_score_config(app_db, "tone", "categorical", categories=[{"label": "friendly"}, {"label": "curt"}])
+    record_manual_score(app_db, "t-refund", "tone", "curt", "eve")
+    queue = queues.create_queue(app_db, "Refunds", score_configs=["correctness"])
+    queues.add_traces(app_db, queue.id, ["t-refund"])
+    lease = queues.next_item(app_db, queue.id, "ana")
+    queues.submit_label(app_db, lease.item_id, "ana", {"correctness": "incorrect"},
+                        corrected_output={"reply": "Within 2 business days."})
+
+    at = open_page("app_pages/traces.py", trace="t-refund")
+    assert "Labels recorded with the item: tone curt, correctness incorrect" in shown(at)
+    at.selectbox(key="trc_atd_t-refund_dataset").set_value("＋ New dataset…").run()
+    at.text_input(key="trc_atd_t-refund_new_name").set_value("refunds")
+    at.button(key="trc_atd_t-refund_add").click().run()
+
+    assert not at.exception, at.exception
+    [item] = items_at(app_db, "refunds").items
+    assert item.metadata["labels"] == {"tone": "curt", "correctness": "incorrect"}
+    assert item.expected_output == {"reply": "Within 2 business days."}  # ana's correction, kept as JSON

@@ -15,6 +15,7 @@ from looplab.datasets import (
     NewItem,
     add_item,
     add_items,
+    add_labelled_trace,
     add_trace_to_dataset,
     archive_dataset,
     create_dataset,
@@ -264,6 +265,38 @@ def test_a_trace_without_correction_brings_its_actual_output(db_url: str) -> Non
     assert item.expected_output == {"reply": "Refunds take up to 30 days."}
     assert item.metadata == {"source_trace_id": "t-1", "labels": {}, "added_by": None}
     assert get_dataset(db_url, "new-set").item_count == 1
+
+
+def test_a_labelled_trace_brings_its_resolved_labels_and_correction(db_url: str) -> None:
+    from looplab.annotation import agreement, queues  # noqa: PLC0415
+    from looplab.annotation.score_configs import create_score_config, record_manual_score  # noqa: PLC0415
+    from looplab.annotation.users import LOCAL_ADMIN  # noqa: PLC0415
+
+    insert_traces(db_url, [support_trace("t-1"), support_trace("t-2")])
+    create_score_config(db_url, "correctness", "categorical", categories=[{"label": "correct", "value": 1},
+                                                                          {"label": "incorrect", "value": 0}])
+    create_score_config(db_url, "stars", "numeric", min_value=1, max_value=5, step=1)
+    record_manual_score(db_url, "t-1", "stars", 2, "eve")
+    queue = queues.create_queue(db_url, "Pair", score_configs=["correctness", "stars"], annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, ["t-1"])
+    for user, label, stars in (("ana", "incorrect", 3), ("ben", "correct", 3)):
+        lease = queues.next_item(db_url, queue.id, user)
+        queues.submit_label(db_url, lease.item_id, user, {"correctness": label, "stars": stars},
+                            corrected_output={"reply": "Within 2 business days."} if user == "ana" else None)
+
+    # From the trace detail: the agreed stars (over the manual score), no correctness while
+    # ana and ben disagree, ana's corrected output as the expected output.
+    first = add_labelled_trace(db_url, "golden", "t-1", author="maria.k", create_if_missing=True)
+    assert first.metadata["labels"] == {"stars": 3}
+    assert first.expected_output == {"reply": "Within 2 business days."}
+    agreement.adjudicate(db_url, lease.item_id, LOCAL_ADMIN, {"correctness": "incorrect"})
+    second = add_labelled_trace(db_url, "other", "t-1", author="maria.k", create_if_missing=True)
+    assert second.metadata["labels"] == {"stars": 3, "correctness": "incorrect"}
+    # What a person typed wins; a trace nobody labelled keeps its structured output.
+    typed = add_labelled_trace(db_url, "typed", "t-1", expected_output="typed", create_if_missing=True)
+    assert typed.expected_output == "typed"
+    bare = add_labelled_trace(db_url, "golden", "t-2")
+    assert (bare.metadata["labels"], bare.expected_output) == ({}, {"reply": "Refunds take up to 30 days."})
 
 
 def test_a_recorded_trace_becomes_an_item(traced: str) -> None:

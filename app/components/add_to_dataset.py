@@ -1,8 +1,8 @@
 """"Add to dataset": turn the trace on screen into a dataset item, in an existing or a new dataset.
 
-Used on the trace detail and in the labeling view. The item's input is the trace's input; its
-expected output is, in order: what the person types here, the ``expected_output`` the caller
-passes (a corrected output from a label), or the trace's own output.
+Used on the trace detail. The item's input is the trace's input; its labels are the trace's human
+labels; its expected output is, in order: what the person types here, the corrected output from
+those labels, or the trace's own output (``add_labelled_trace``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import streamlit as st
 
 from components.formatting import plain
-from looplab.datasets import AlreadyInDataset, ItemVersion, add_trace_to_dataset, list_datasets
+from looplab.annotation.agreement import trace_labels
+from looplab.datasets import AlreadyInDataset, ItemVersion, add_labelled_trace, list_datasets
 from looplab.errors import LooplabError
 
 NEW_DATASET = "＋ New dataset…"
@@ -34,12 +35,10 @@ def add_to_dataset_form(
     url: str,
     trace_id: str,
     author: str | None = None,
-    expected_output: Any = None,
-    labels: dict[str, Any] | None = None,
     key_prefix: str = "atd",
 ) -> ItemVersion | None:
     """Pick a dataset (or name a new one), optionally override the expected output, and add the
-    trace to it with ``add_trace_to_dataset``; returns the new item on the run it was added.
+    trace to it with its labels (``add_labelled_trace``); returns the new item on the run it was added.
 
     ``key_prefix`` keeps two forms on one page apart (their widget keys start with it).
     """
@@ -50,7 +49,11 @@ def add_to_dataset_form(
     name = choice
     if choice == NEW_DATASET:
         name = st.text_input("New dataset's name", key=f"{key}_new_name", placeholder="support-golden")
-    source = "the corrected output" if expected_output is not None else "the trace's output"
+    labels = trace_labels(url, trace_id)
+    if labels.values:
+        shown = ", ".join(f"{k} {str(v)[:60]}" for k, v in labels.values.items())  # a free-text label may be long
+        st.caption(f"Labels recorded with the item: {plain(shown)}")
+    source = "the corrected output" if labels.corrected_output is not None else "the trace's output"
     override = st.text_area(
         "Expected output (optional)", key=f"{key}_expected", height=100,
         placeholder=f"Leave empty to use {source}.",
@@ -61,10 +64,10 @@ def add_to_dataset_form(
     if not (name or "").strip():
         st.error("Name the new dataset first.")
         return None
-    expected = parse_typed_value(override) if override.strip() else expected_output
+    expected = parse_typed_value(override) if override.strip() else None
     try:
-        item = add_trace_to_dataset(url, name, trace_id, expected_output=expected, labels=labels, author=author,
-                                    create_if_missing=choice == NEW_DATASET)
+        item = add_labelled_trace(url, name, trace_id, expected_output=expected, author=author,
+                                  create_if_missing=choice == NEW_DATASET)
     except AlreadyInDataset as err:
         st.warning(plain(err), icon=":material/info:")
         _link(name.strip())

@@ -17,6 +17,7 @@ import streamlit as st
 from components.conversation import payload_view, show_conversation
 from components.formatting import duration, money, plain
 from components.score_input import score_inputs
+from looplab.annotation.agreement import PendingLabel
 from looplab.annotation.content import labeling_content
 from looplab.annotation.queues import (
     Lease,
@@ -31,7 +32,7 @@ from looplab.annotation.queues import (
 from looplab.annotation.score_configs import ScoreConfigView
 from looplab.annotation.users import Viewer
 from looplab.datasets.datasets import list_datasets
-from looplab.datasets.from_traces import add_trace_to_dataset
+from looplab.datasets.from_traces import add_labelled_trace
 from looplab.errors import LooplabError
 
 SHORTCUTS = {
@@ -80,7 +81,7 @@ def labeling_view(url: str, queue: QueueView, viewer: Viewer) -> None:
                  "the trace is added to a dataset. Left unchanged, nothing is recorded as a correction.",
         )
         correction = corrected if corrected.strip() and corrected != content.answer_text else None
-        _actions(url, queue, viewer, lease, values, comment, correction, content.answer_text)
+        _actions(url, queue, viewer, lease, values, comment, correction)
         st.caption(SHORTCUT_HELP)
         st.caption(f"Leased to you until {lease.expires_at:%H:%M} UTC; after that the item goes back to the pool.")
 
@@ -153,7 +154,7 @@ def _pick(key: str, option: Any) -> None:
 
 
 def _actions(url: str, queue: QueueView, viewer: Viewer, lease: Lease, values: dict[str, Any],
-             comment: str, correction: str | None, answer: str) -> None:
+             comment: str, correction: str | None) -> None:
     with st.container(horizontal=True):
         submit = st.button("Submit & next", type="primary", shortcut=SHORTCUTS["submit"], icon=":material/done:",
                            key=f"ann_submit_{lease.item_id}")
@@ -173,7 +174,7 @@ def _actions(url: str, queue: QueueView, viewer: Viewer, lease: Lease, values: d
             _done("Moved to the back of the queue.")
     except LooplabError as err:
         st.error(str(err))
-    _add_to_dataset(url, viewer, lease, values, correction or answer)
+    _add_to_dataset(url, viewer, lease, values, correction)
 
 
 def _done(message: str) -> None:
@@ -181,7 +182,9 @@ def _done(message: str) -> None:
     st.rerun()
 
 
-def _add_to_dataset(url: str, viewer: Viewer, lease: Lease, values: dict[str, Any], expected: str) -> None:
+def _add_to_dataset(url: str, viewer: Viewer, lease: Lease, values: dict[str, Any], correction: str | None) -> None:
+    """Add the trace with its labels: the item's resolved labels with the ones on screen counted as
+    this person's (``add_labelled_trace``); expected output: the correction, else the trace's output."""
     names = [d.name for d in list_datasets(url)]
     with st.container(horizontal=True, vertical_alignment="bottom"):
         dataset = st.selectbox("Dataset", names, key="ann_dataset", index=0 if names else None,
@@ -190,10 +193,10 @@ def _add_to_dataset(url: str, viewer: Viewer, lease: Lease, values: dict[str, An
                             key=f"ann_add_{lease.item_id}", disabled=not dataset)
     if not clicked or not dataset:
         return
-    labels = {k: v for k, v in values.items() if v is not None}
+    pending = PendingLabel(lease.item_id, viewer.username, values, correction)
     try:
-        item = add_trace_to_dataset(url, dataset, lease.trace_id, expected_output=expected, labels=labels,
-                                    author=viewer.username, create_if_missing=True)
+        item = add_labelled_trace(url, dataset, lease.trace_id, author=viewer.username, pending=pending,
+                                  create_if_missing=True)
     except LooplabError as err:
         st.error(str(err))
         return

@@ -201,33 +201,86 @@ class ResolvedLabels:
     unresolved: list[str]  # configs whose labels disagree and are not adjudicated
 
 
-def resolved_labels(url: str, item_id: int) -> ResolvedLabels:
+@dataclass(frozen=True)
+class PendingLabel:
+    """A label still on screen (not submitted): it counts as ``author``'s label of item
+    ``item_id``, in place of any label they stored, and as the latest one."""
+
+    item_id: int
+    author: str
+    values: Mapping[str, Any]
+    corrected_output: Any = None
+
+
+@dataclass(frozen=True)
+class TraceLabels:
+    """A trace's human labels as one set of values: what a dataset item built from it records."""
+
+    values: dict[str, Any]
+    corrected_output: Any  # None when nobody corrected the output
+    unresolved: list[str]  # score names left out because their labels disagree, unadjudicated
+
+
+@dataclass(frozen=True)
+class _Given:
+    author: str
+    values: Mapping[str, Any]
+    comment: str | None
+    corrected_output: Any
+
+
+def resolved_labels(url: str, item_id: int, pending: PendingLabel | None = None) -> ResolvedLabels:
     """The labels of an item as datasets and experiments should use them: the admin's ruling when
     there is one; otherwise, per config, the value when every label agrees (disagreeing configs
-    are listed in ``unresolved`` and left out), and the latest corrected output given."""
+    are listed in ``unresolved`` and left out), and the latest corrected output given.
+    ``pending``, for this item, is counted as one more label (see ``PendingLabel``)."""
     with read_session(url) as session:
-        item = _item(session, item_id)
-        configs = {c.name: c for c in _configs(session, item.queue_id)}
-        rows = session.execute(select(
-            Annotation.kind, Annotation.author, Annotation.values_json, Annotation.comment,
-            Annotation.corrected_output_json).where(
-            Annotation.queue_item_id == item.id, Annotation.kind.in_(("label", "adjudication")))
-            .order_by(Annotation.created_at, Annotation.id)).all()
-    labels = [r for r in rows if r.kind == "label"]
-    ruling = next((r for r in rows if r.kind == "adjudication"), None)
-    values: dict[str, Any] = {}
+        return _resolve(session, item_id, pending)
+
+
+def trace_labels(url: str, trace_id: str, pending: PendingLabel | None = None) -> TraceLabels:
+    """Every human label of a trace as one set of values by score name.
+
+    Sources, each overriding the one before for the names it gives: the manual ``human`` scores
+    of the trace that did not come from a queue (the latest per name, as entered: a label, a
+    number, true/false, or the text); then the resolved labels of each queue item of the trace
+    (``resolved_labels``: adjudicated, else agreed values), oldest item first; then, with
+    ``pending``, its item resolved with that label counted. The corrected output is the one of
+    the last of those items that has one (``pending``'s own, or its ruling's, comes first)."""
+    with read_session(url) as session:
+        items = list(session.scalars(select(QueueItem.id).where(QueueItem.trace_id == trace_id)
+                                     .order_by(QueueItem.created_at, QueueItem.id)))
+        if pending is not None and pending.item_id in items:
+            items.remove(pending.item_id)
+            items.append(pending.item_id)  # the item being labelled has the last word
+        resolved = [_resolve(session, item_id, pending) for item_id in items]
+        values = _manual_labels(session, trace_id)
     unresolved: list[str] = []
-    names = list(dict.fromkeys(n for r in labels for n in (r.values_json or {})))
-    for name in names:
-        given = [(r.values_json or {}).get(name) for r in labels]
-        given = [g for g in given if g is not None]
-        config = configs.get(name)
-        if len(given) == 1 or (config is not None and not _differ(config, given)) or \
-                (config is None and len(set(map(repr, given))) == 1):
-            values[name] = given[-1]
-        else:
-            unresolved.append(name)
-    corrected = next((r.corrected_output_json for r in reversed(labels) if r.corrected_output_json is not None), None)
+    for labels in resolved:
+        values.update(labels.values)
+        unresolved += [n for n in labels.unresolved if n not in unresolved]
+    corrected = next((r.corrected_output for r in reversed(resolved) if r.corrected_output is not None), None)
+    return TraceLabels(values=values, corrected_output=corrected,
+                       unresolved=[n for n in unresolved if n not in values])
+
+
+def _resolve(session: Any, item_id: int, pending: PendingLabel | None) -> ResolvedLabels:
+    item = _item(session, item_id)
+    configs = {c.name: c for c in _configs(session, item.queue_id)}
+    rows = session.execute(select(
+        Annotation.kind, Annotation.author, Annotation.values_json, Annotation.comment,
+        Annotation.corrected_output_json).where(
+        Annotation.queue_item_id == item.id, Annotation.kind.in_(("label", "adjudication")))
+        .order_by(Annotation.created_at, Annotation.id)).all()
+    labels = [_Given(r.author, r.values_json or {}, r.comment, r.corrected_output_json)
+              for r in rows if r.kind == "label"]
+    if pending is not None and pending.item_id == item.id:
+        labels = [g for g in labels if g.author != pending.author]
+        labels.append(_Given(pending.author, {k: v for k, v in pending.values.items() if v is not None and v != ""},
+                             None, pending.corrected_output))
+    ruling = next((r for r in rows if r.kind == "adjudication"), None)
+    values, unresolved = _agreed(labels, configs)
+    corrected = next((g.corrected_output for g in reversed(labels) if g.corrected_output is not None), None)
     if ruling is not None:
         values.update(ruling.values_json or {})
         unresolved = [n for n in unresolved if n not in (ruling.values_json or {})]
@@ -235,9 +288,50 @@ def resolved_labels(url: str, item_id: int) -> ResolvedLabels:
             corrected = ruling.corrected_output_json
     return ResolvedLabels(
         values=values, corrected_output=corrected,
-        comments=[r.comment for r in rows if r.comment], annotators=[r.author for r in labels],
+        comments=[g.comment for g in labels if g.comment] + ([ruling.comment] if ruling and ruling.comment else []),
+        annotators=[g.author for g in labels],
         adjudicated_by=ruling.author if ruling else None, unresolved=unresolved,
     )
+
+
+def _agreed(labels: Sequence[_Given], configs: Mapping[str, ScoreConfigView]) -> tuple[dict[str, Any], list[str]]:
+    """Per score name, the value every label agrees on; and the names whose labels disagree."""
+    values: dict[str, Any] = {}
+    unresolved: list[str] = []
+    for name in dict.fromkeys(n for g in labels for n in g.values):
+        given = [g.values[name] for g in labels if g.values.get(name) is not None]
+        config = configs.get(name)
+        if len(given) == 1 or (config is not None and not _differ(config, given)) or \
+                (config is None and len(set(map(repr, given))) == 1):
+            values[name] = given[-1]
+        else:
+            unresolved.append(name)
+    return values, unresolved
+
+
+def _manual_labels(session: Any, trace_id: str) -> dict[str, Any]:
+    """The latest manual ``human`` score of the trace per name (not from a queue, not on a span or
+    an experiment item), as a person entered it."""
+    found: dict[str, Any] = {}
+    for score, data_type in session.execute(
+            select(Score, ScoreConfig.data_type).outerjoin(ScoreConfig, ScoreConfig.id == Score.config_id)
+            .where(Score.trace_id == trace_id, Score.source == "human", Score.span_id.is_(None),
+                   Score.experiment_item_id.is_(None))
+            .order_by(Score.created_at, Score.id)):
+        if "queue_item_id" not in (score.metadata_json or {}):
+            found[score.name] = _as_entered(score, data_type)
+    return found
+
+
+def _as_entered(score: Score, data_type: str | None) -> Any:
+    """A score row back as the value a person gives in a label (see ``score_configs.score_value``)."""
+    if data_type == "boolean":
+        return bool(score.value) if score.value is not None else score.label == "true"
+    if data_type == "text":
+        return score.comment
+    if data_type == "numeric":
+        return score.value
+    return score.label if score.label is not None else score.value
 
 
 # --- internals ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ labelled traces and from JSONL/CSV files.
 
 - ``datasets``: create, list, get, archive/unarchive; ``versions`` (the times a dataset changed).
 - ``items``: add, edit (a new version), delete, ``items_at`` any time (search, pages), history.
-- ``from_traces``: ``add_trace_to_dataset``.
+- ``from_traces``: ``add_trace_to_dataset``; ``add_labelled_trace`` (with the trace's human labels).
 - ``files``: JSONL/CSV import (all or nothing) and export.
 """
 
@@ -31,7 +31,7 @@ from looplab.datasets.files import (
     preview_csv,
     write_export,
 )
-from looplab.datasets.from_traces import AlreadyInDataset, add_trace_to_dataset
+from looplab.datasets.from_traces import AlreadyInDataset, add_labelled_trace, add_trace_to_dataset
 from looplab.datasets.items import (
     KEEP,
     ItemPage,
@@ -49,7 +49,8 @@ from looplab.datasets.items import (
 
 __all__ = [
     "KEEP", "AlreadyInDataset", "ColumnMapping", "CsvPreview", "DatasetInfo", "DatasetVersion", "ImportFileError",
-    "ImportResult", "ItemPage", "ItemVersion", "NewItem", "Problem", "add_item", "add_items", "add_trace_to_dataset",
+    "ImportResult", "ItemPage", "ItemVersion", "NewItem", "Problem", "add_item", "add_items", "add_labelled_trace",
+    "add_trace_to_dataset",
     "archive_dataset", "create_dataset", "current_version", "delete_item", "edit_item", "export_lines",
     "export_text", "get_dataset", "get_item", "import_file", "item_history", "items_at", "iter_items",
     "list_datasets", "parse_file", "preview_csv", "unarchive_dataset", "versions", "write_export",

@@ -1,5 +1,8 @@
 """Traces into dataset items: the trace's input, the corrected (or actual) output as expected.
 
+``add_labelled_trace`` is what "Add to dataset" does in the app (trace detail and labeling view):
+it records the trace's human labels with the item and takes a corrected output from them.
+
 The same trace is added to a dataset at most once: adding it again while its item is still in
 the dataset raises ``AlreadyInDataset``, which carries that item, so a caller that wants "add or
 get" catches it and uses ``err.item``. Once the item was deleted, the trace can be added again.
@@ -11,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from looplab.annotation.agreement import PendingLabel, trace_labels
 from looplab.datasets.datasets import change_time, check_name, new_dataset, writable_dataset
 from looplab.datasets.items import ItemVersion, NewItem, check_item, insert_items, version_from_row
 from looplab.errors import ConfigError, NotFound
@@ -24,6 +28,36 @@ class AlreadyInDataset(ConfigError):
     def __init__(self, message: str, item: ItemVersion) -> None:
         super().__init__(message)
         self.item = item
+
+
+def add_labelled_trace(
+    url: str,
+    dataset: str,
+    trace_id: str,
+    *,
+    author: str | None = None,
+    pending: PendingLabel | None = None,
+    expected_output: Any = None,
+    create_if_missing: bool = False,
+) -> ItemVersion:
+    """Add trace ``trace_id`` to ``dataset`` with its human labels; returns the new item.
+
+    The item's ``labels`` metadata is ``annotation.agreement.trace_labels``: the trace's manual
+    human scores (latest per name), overridden by the resolved labels of each queue item of the
+    trace (the admin's ruling, else the value every annotator agrees on; a score whose labels
+    disagree and is not adjudicated is left out). ``pending`` is a label still on screen in the
+    labeling view: it counts as its author's label of its item, so their values fill the scores
+    nobody else labelled and join the agreement check on the others (a ruling still wins).
+
+    The expected output is ``expected_output`` when given (what the person typed), else the
+    corrected output from those labels (``pending``'s own correction first), else the trace's
+    actual output as stored (structured output stays structured). Errors as for
+    ``add_trace_to_dataset``.
+    """
+    labels = trace_labels(url, trace_id, pending)
+    expected = expected_output if expected_output is not None else labels.corrected_output
+    return add_trace_to_dataset(url, dataset, trace_id, expected_output=expected, labels=labels.values,
+                                author=author, create_if_missing=create_if_missing)
 
 
 def add_trace_to_dataset(
