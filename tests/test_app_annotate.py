@@ -181,13 +181,15 @@ def test_an_annotator_sees_only_their_queues_and_no_management(annotated: tuple[
     url, queue = annotated
     add_user(url, "ana", "correct horse battery", "annotator")
     add_user(url, "ben", "battery staple horse", "annotator")
+    queues.update_queue(url, queue.id, assignees=["ana"])
     queues.create_queue(url, "Ben only", score_configs=["correctness"], assignees=["ben"])
+    queues.create_queue(url, "Nobody yet", score_configs=["correctness"])
     at = AppTest.from_file(MAIN, default_timeout=30)
     at.session_state["auth_username"] = "ana"
     at.run()
     assert not at.exception
     page = texts(at)
-    assert "Parcels" in page and "Ben only" not in page
+    assert "Parcels" in page and "Ben only" not in page and "Nobody yet" not in page
     assert not [b for b in at.button if b.label in ("Manage",)]
     assert not [e for e in at.expander if e.label == "New queue"]
     at.query_params["manage"] = str(queue.id)

@@ -67,7 +67,7 @@ def test_an_annotator_labels_with_the_keyboard_and_an_engineer_sees_the_dataset_
         picked = list(session.scalars(select(Trace.id).where(Trace.name == "support-chat")
                                       .order_by(Trace.start_time.desc()).limit(5)))
     queue = queues.create_queue(url, "Weekly review", score_configs=["correctness", "helpfulness"],
-                                instructions="Check every fact against the help-center articles.")
+                                instructions="Check every fact against the help-center articles.", assignees=["ana"])
     queues.add_traces(url, queue.id, picked, reason="sampled for review")
 
     with running_app(url) as base, sync_playwright() as playwright:
@@ -79,7 +79,7 @@ def test_an_annotator_labels_with_the_keyboard_and_an_engineer_sees_the_dataset_
         # An annotator gets Annotate and nothing else.
         expect(page.get_by_role("heading", name="Annotate", exact=True)).to_be_visible()
         assert page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Traces").count() == 0
-        # The demo has its own queues too: open this one's.
+        # Ana sees only the queue assigned to her (the demo's own queues have no assignees).
         page.locator(f".st-key-ann_open_{queue.id}").get_by_role("button", name="Label").click()
         wait_idle(page)
         expect(page.get_by_role("heading", name="Weekly review")).to_be_visible()

@@ -212,19 +212,31 @@ def test_two_processes_never_get_the_same_item(db_url: str) -> None:
     assert sorted(got["proc0"] + got["proc1"]) == ids
 
 
-def test_an_annotator_sees_only_queues_open_to_them(db_url: str) -> None:
+def test_an_annotator_sees_and_leases_only_queues_assigned_to_them(db_url: str) -> None:
     from looplab.annotation.users import Viewer, add_user  # noqa: PLC0415
 
     add_configs(db_url)
+    history(db_url, 2)
     add_user(db_url, "ana", "a long passphrase", "annotator")
     add_user(db_url, "ben", "another passphrase", "annotator")
-    queues.create_queue(db_url, "Open", score_configs=["correctness"])
+    unassigned = queues.create_queue(db_url, "Unassigned", score_configs=["correctness"])
     mine = queues.create_queue(db_url, "Ana's", score_configs=["correctness"], assignees=["ana"])
+    queues.add_traces(db_url, unassigned.id, ["t0000"])
+    queues.add_traces(db_url, mine.id, ["t0001"])
     ana, ben = Viewer("ana", "Ana", "annotator"), Viewer("ben", "Ben", "annotator")
-    assert [q.name for q in queues.list_queues(db_url, ana)] == ["Ana's", "Open"]
-    assert [q.name for q in queues.list_queues(db_url, ben)] == ["Open"]
-    assert not queues.can_work_on(db_url, mine.id, ben)
+    # A queue without assignees is not "everyone's": annotators see it once they are assigned.
+    assert [q.name for q in queues.list_queues(db_url, ana)] == ["Ana's"]
+    assert queues.list_queues(db_url, ben) == []
+    assert not queues.can_work_on(db_url, mine.id, ben) and not queues.can_work_on(db_url, unassigned.id, ana)
+    with pytest.raises(ConfigError, match="not assigned to you"):
+        queues.next_item(db_url, unassigned.id, "ana", now=NOW)
+    assert queues.next_item(db_url, mine.id, "ana", now=NOW).trace_id == "t0001"
+    # Admins and engineers see every queue and may label in any of them.
     assert len(queues.list_queues(db_url, Viewer("eng", "Eng", "engineer"))) == 2
+    assert queues.can_work_on(db_url, unassigned.id, Viewer("eng", "Eng", "engineer"))
+    assert queues.next_item(db_url, unassigned.id, "local", now=NOW).trace_id == "t0000"
+    queues.update_queue(db_url, unassigned.id, assignees=["ben"])
+    assert [q.name for q in queues.list_queues(db_url, ben)] == ["Unassigned"]
 
 
 def test_unknown_things_are_reported(db_url: str) -> None:

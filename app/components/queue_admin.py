@@ -25,6 +25,8 @@ from looplab.store.filters import LIST_PARAMS, TraceFilter
 from looplab.store.types import utcnow
 
 ITEMS_PER_PAGE = 50
+ASSIGNEES_HELP = ("Annotators see a queue only once they are assigned to it; admins and engineers see "
+                  "every queue.")
 RULE_FILTERS = {"names": "Trace names", "models": "Models", "tags": "Tags", "releases": "Releases",
                 "environments": "Environments", "statuses": "Statuses"}
 
@@ -57,8 +59,8 @@ def new_queue_form(url: str) -> None:
         instructions = st.text_area("Instructions for annotators (Markdown)", key="qa_new_instructions",
                                     placeholder="What to look for, and how to use the scores.")
         chosen = st.multiselect("Score configs to fill in", configs, key="qa_new_configs")
-        assignees = st.multiselect("Assignees (none: every annotator)", people, key="qa_new_assignees",
-                                   disabled=not people, help="Add people with `looplab users add`.")
+        assignees = st.multiselect("Assignees", people, key="qa_new_assignees", disabled=not people,
+                                   help=ASSIGNEES_HELP + " Add people with `looplab users add`.")
         left, right = st.columns(2)
         per_item = left.number_input("Annotations per item", 1, 10, 1, key="qa_new_per_item",
                                      help="1 for triage; 2 or more to measure how far annotators agree.")

@@ -1,7 +1,8 @@
 """Annotation queues: traces waiting for people to label them, handed out one at a time by lease.
 
-A queue names the score configs its annotators fill in, who may work on it (no assignees: every
-annotator), and how many people should label each item (1 for triage, 2 or more to measure
+A queue names the score configs its annotators fill in, who may work on it (its assignees:
+annotators see and lease only the queues that list them; admins and engineers see every queue),
+and how many people should label each item (1 for triage, 2 or more to measure
 agreement). The same trace is in a queue at most once.
 
 Leases. ``next_item`` gives an annotator the first item (by ``position``, then id) that still
@@ -32,8 +33,8 @@ from looplab.errors import ConfigError, NotFound
 from looplab.store.engine import read_session, write_session
 from looplab.store.filters import TraceFilter
 from looplab.store.models import (
-    AnnotationQueue,
     Annotation,
+    AnnotationQueue,
     QueueAssignee,
     QueueItem,
     QueueScoreConfig,
@@ -127,8 +128,9 @@ def create_queue(
     annotations_per_item: int = 1,
     lease_minutes: int = DEFAULT_LEASE_MINUTES,
 ) -> QueueView:
-    """Create a queue labelled with ``score_configs`` (names), worked on by ``assignees``
-    (usernames; none means every annotator). Raises ``ConfigError`` saying what is wrong."""
+    """Create a queue labelled with ``score_configs`` (names, active configs only), worked on by
+    ``assignees`` (usernames; annotators see the queue only once assigned, admins and engineers
+    always). Raises ``ConfigError`` saying what is wrong."""
     name = _clean_name(name)
     _check_numbers(annotations_per_item, lease_minutes)
     with write_session(url) as session:
@@ -209,8 +211,8 @@ def find_queue(url: str, name: str) -> QueueView:
 
 
 def list_queues(url: str, viewer: Viewer | None = None, include_archived: bool = False) -> list[QueueView]:
-    """The queues ``viewer`` may work on, by name: annotators see those assigned to them and those
-    open to everyone (no assignees); admins and engineers (and ``viewer=None``) see all."""
+    """The queues ``viewer`` may work on, by name: annotators only those that list them as
+    assignees; admins and engineers (and ``viewer=None``) see all."""
     with read_session(url) as session:
         query = select(AnnotationQueue).order_by(AnnotationQueue.name)
         if not include_archived:
@@ -285,12 +287,14 @@ def remove_item(url: str, item_id: int) -> None:
 
 def next_item(url: str, queue_id: int, username: str, now: datetime | None = None) -> Lease | None:
     """Lease the next item ``username`` should label, or return the one they already hold;
-    ``None`` when nothing is left for them."""
+    ``None`` when nothing is left for them. ``ConfigError`` when the queue is archived, or when
+    ``username`` is an annotator the queue is not assigned to."""
     now = now or utcnow()
     with write_session(url) as session:
         queue = _queue(session, queue_id)
         if queue.archived_at is not None:
             raise ConfigError(f"The queue {queue.name!r} is archived; nothing can be labelled in it.")
+        _check_assigned(session, queue, username)
         held = session.scalar(
             select(QueueItem).where(QueueItem.queue_id == queue_id, QueueItem.status == "leased",
                                     QueueItem.leased_by == username, QueueItem.lease_expires_at > now)
@@ -515,9 +519,20 @@ def _set_assignees(session: Session, queue_id: int, usernames: Sequence[str]) ->
 
 
 def _open_to(username: str) -> Any:
-    assigned = select(QueueAssignee.queue_id).where(QueueAssignee.queue_id == AnnotationQueue.id)
-    mine = assigned.join(User, User.id == QueueAssignee.user_id).where(User.username == username)
-    return or_(~exists(assigned), exists(mine))
+    """Queues assigned to ``username``: the only ones an annotator sees (a queue with no
+    assignees is for admins and engineers until someone is assigned)."""
+    return exists(select(QueueAssignee.queue_id).join(User, User.id == QueueAssignee.user_id)
+                  .where(QueueAssignee.queue_id == AnnotationQueue.id, User.username == username))
+
+
+def _check_assigned(session: Session, queue: AnnotationQueue, username: str) -> None:
+    """Refuse an annotator (a user whose role is annotator) a queue not assigned to them. Other
+    names (admins, engineers, the local user of single-user mode) may work on any queue."""
+    role = session.scalar(select(User.role).where(User.username == username))
+    if role != "annotator":
+        return
+    if session.scalar(select(AnnotationQueue.id).where(AnnotationQueue.id == queue.id, _open_to(username))) is None:
+        raise ConfigError(f"The queue {queue.name!r} is not assigned to you; ask an admin to add you to it.")
 
 
 def _available_to(username: str, queue: AnnotationQueue, now: datetime) -> list[Any]:
