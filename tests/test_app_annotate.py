@@ -85,10 +85,15 @@ def test_an_empty_store_says_how_to_start(db_url: str, monkeypatch: pytest.Monke
 
 
 def test_the_queue_list_shows_progress(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
     at = annotate()
     assert not at.exception
     assert "Parcels" in texts(at)
     assert any("0 of 3 done" in (p.proto.text or "") for p in at.get("progress"))
+    lease = queues.next_item(url, queue.id, "local")
+    queues.submit_label(url, lease.item_id, "local", {"correctness": "correct"})
+    at.run()
+    assert any("1 of 3 done · 2 to go · 1 labelled by you today" in (p.proto.text or "") for p in at.get("progress"))
 
 
 def test_labeling_writes_the_label_its_scores_and_moves_on(annotated: tuple[str, queues.QueueView]) -> None:
@@ -116,6 +121,24 @@ def test_labeling_writes_the_label_its_scores_and_moves_on(annotated: tuple[str,
     assert scores == {("correctness", "incorrect", 0.0, "local"), ("helpfulness", None, 2.0, "local")}
     assert item.done == 0 and queues.progress(url, queue.id, "local").done == 1
     assert "Where is my parcel number 2?" in [t.value for t in at.text]  # the next one is up
+
+
+def test_the_labeling_view_shows_each_assignees_progress(annotated: tuple[str, queues.QueueView]) -> None:
+    url, queue = annotated
+    add_user(url, "ana", "correct horse battery", "annotator")
+    add_user(url, "ben", "battery staple horse", "annotator")
+    queues.update_queue(url, queue.id, assignees=["ana", "ben"])
+    lease = queues.next_item(url, queue.id, "ana")
+    queues.submit_label(url, lease.item_id, "ana", {"correctness": "correct"})
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.session_state["auth_username"] = "ana"
+    at.query_params["queue"] = str(queue.id)
+    at.run()
+    assert not at.exception
+    assert not [e for e in at.expander if e.label == "Labels per person"]  # in plain view, not folded away
+    people = at.dataframe[0].value
+    assert list(zip(people["person"], people["assigned"], people["labelled"], people["today"])) == [
+        ("ana", True, 1, 1), ("ben", True, 0, 0)]
 
 
 def test_a_bad_label_is_explained_and_nothing_is_stored(annotated: tuple[str, queues.QueueView]) -> None:

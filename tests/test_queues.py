@@ -150,6 +150,35 @@ def test_several_labels_per_item_come_from_different_people(db_url: str) -> None
         queues.submit_label(db_url, lease.item_id, "ben", {}, comment="twice")
 
 
+def test_progress_lists_every_assignee_with_labels_in_all_and_today(db_url: str) -> None:
+    from looplab.annotation.users import add_user  # noqa: PLC0415
+
+    add_configs(db_url)
+    history(db_url, 4)
+    for user in ("ana", "ben", "cy"):
+        add_user(db_url, user, "a long passphrase", "annotator")
+    queue = queues.create_queue(db_url, "Team", score_configs=["correctness"], assignees=["ana", "ben"],
+                                annotations_per_item=2)
+    queues.add_traces(db_url, queue.id, ["t0000", "t0001", "t0002", "t0003"])
+    yesterday = NOW - timedelta(days=1)
+    for user, when in (("ana", yesterday), ("ana", NOW), ("ana", NOW), ("local", NOW)):
+        lease = queues.next_item(db_url, queue.id, user, now=when)
+        queues.submit_label(db_url, lease.item_id, user, {"correctness": "correct"}, now=when)
+    state = queues.progress(db_url, queue.id, "ana", now=NOW)
+    # Ben is assigned and has done nothing: he is listed with zeros. An admin who helped is listed
+    # too; cy, neither assigned nor labelling, is not.
+    assert [(p.username, p.assigned, p.done, p.today) for p in state.people] == [
+        ("ana", True, 3, 2), ("local", False, 1, 1), ("ben", True, 0, 0)]
+    assert (state.mine_total, state.mine_today) == (3, 2)
+    assert state.labels_by_author == {"ana": 3, "local": 1}
+    other = queues.create_queue(db_url, "Other", score_configs=["correctness"], assignees=["ana"])
+    queues.add_traces(db_url, other.id, ["t0000"])
+    queues.submit_label(db_url, queues.next_item(db_url, other.id, "ana", now=NOW).item_id, "ana",
+                        {"correctness": "incorrect"}, now=NOW)
+    assert queues.labels_today(db_url, "ana", now=NOW) == {queue.id: 2, other.id: 1}
+    assert queues.labels_today(db_url, "ben", now=NOW) == {}
+
+
 def test_an_empty_label_is_refused_and_stores_nothing(db_url: str, queue: queues.QueueView) -> None:
     queues.add_traces(db_url, queue.id, ["t0000"])
     lease = queues.next_item(db_url, queue.id, "ana", now=NOW)

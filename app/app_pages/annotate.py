@@ -9,7 +9,7 @@ from components.formatting import plain
 from components.labeling import labeling_view
 from components.queue_admin import new_queue_form, queue_manager
 from components.store import database_url
-from looplab.annotation.queues import QueueView, can_work_on, list_queues
+from looplab.annotation.queues import QueueView, can_work_on, labels_today, list_queues
 from looplab.annotation.rules import run_rules
 from looplab.errors import LooplabError
 
@@ -66,6 +66,7 @@ if not queues:
     else:
         st.info("No annotation queues yet. Create one below, then add traces to it from **Traces** or "
                 "**Monitoring** (Needs attention), or give it a rule that samples traces as they arrive.")
+mine_today = labels_today(url, who.username) if queues else {}
 for queue in queues:
     with st.container(border=True):
         left, right = st.columns([4, 1], vertical_alignment="center")
@@ -74,6 +75,7 @@ for queue in queues:
                         + (f" · {queue.annotations_per_item} labels per item" if queue.annotations_per_item > 1 else ""))
             st.progress(queue.done / queue.items if queue.items else 0.0,
                         text=f"{queue.done:,} of {queue.items:,} done · {queue.remaining:,} to go"
+                        f" · {mine_today.get(queue.id, 0):,} labelled by you today"
                         + (f" · assigned to {', '.join(queue.assignees)}" if queue.assignees else ""))
         with right:
             if st.button("Label", key=f"ann_open_{queue.id}", type="primary", icon=":material/rate_review:",

@@ -91,11 +91,14 @@ def _progress(url: str, queue: QueueView, viewer: Viewer) -> None:
     st.progress(state.fraction_done, text=(
         f"{state.done:,} of {state.items:,} items done · {state.mine_today:,} labelled by you today · "
         f"{state.available_to_me:,} left for you"))
-    if state.labels_by_author:
-        with st.expander("Labels per person"):
-            st.dataframe(pd.DataFrame({"annotator": list(state.labels_by_author),
-                                       "labels": list(state.labels_by_author.values())}),
-                         hide_index=True, width="content")
+    if state.people:
+        # In plain view: who has done how much is what a lead checks first.
+        st.dataframe(pd.DataFrame([{
+            "person": p.username, "assigned": p.assigned, "labelled": p.done, "today": p.today,
+        } for p in state.people]), hide_index=True, width="content",
+            height=min(38 + 35 * len(state.people), 250),
+            column_config={"labelled": st.column_config.NumberColumn(help="Labels given in this queue, in all"),
+                           "today": st.column_config.NumberColumn(help="Labels given today (UTC)")})
 
 
 def _trace_header(content: Any, lease: Lease, viewer: Viewer) -> None:

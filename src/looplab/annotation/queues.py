@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from looplab.annotation.score_configs import ScoreConfigView, as_view, scores_for_label
@@ -99,6 +99,16 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class PersonProgress:
+    """One person's labels in a queue, in all and today (UTC); ``assigned`` if the queue lists them."""
+
+    username: str
+    assigned: bool
+    done: int
+    today: int
+
+
+@dataclass(frozen=True)
 class Progress:
     """A queue's progress: items done of all, what one annotator did today, labels per person."""
 
@@ -109,6 +119,7 @@ class Progress:
     mine_total: int
     available_to_me: int
     labels_by_author: dict[str, int]
+    people: tuple[PersonProgress, ...] = ()  # every assignee (zero included), then anyone else who labelled
 
     @property
     def fraction_done(self) -> float:
@@ -405,9 +416,10 @@ def release_lease(url: str, item_id: int, username: str) -> None:
 
 def progress(url: str, queue_id: int, username: str, now: datetime | None = None) -> Progress:
     """Items done of all, items leased right now, ``username``'s labels today (UTC) and in all,
-    how many items are still there for them, and labels per person."""
+    how many items are still there for them, and labels per person: ``people`` lists every
+    assignee of the queue (with zero labels too) and anyone else who labelled, most labels first."""
     now = now or utcnow()
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = _start_of_day(now)
     with read_session(url) as session:
         queue = _queue(session, queue_id)
         by_status = dict(session.execute(
@@ -415,20 +427,32 @@ def progress(url: str, queue_id: int, username: str, now: datetime | None = None
             .group_by(QueueItem.status)).all())
         leased = session.scalar(select(func.count()).select_from(QueueItem).where(
             QueueItem.queue_id == queue_id, QueueItem.status == "leased", QueueItem.lease_expires_at > now)) or 0
-        by_author = dict(session.execute(
-            select(Annotation.author, func.count()).where(Annotation.queue_id == queue_id,
-                                                          Annotation.kind == "label")
-            .group_by(Annotation.author)).all())
-        mine_today = session.scalar(select(func.count()).select_from(Annotation).where(
-            Annotation.queue_id == queue_id, Annotation.author == username, Annotation.kind == "label",
-            Annotation.created_at >= today)) or 0
+        counts = {author: (int(total), int(recent or 0)) for author, total, recent in session.execute(
+            select(Annotation.author, func.count(), func.sum(case((Annotation.created_at >= today, 1), else_=0)))
+            .where(Annotation.queue_id == queue_id, Annotation.kind == "label")
+            .group_by(Annotation.author))}
+        assignees = set(session.scalars(select(User.username).join(QueueAssignee, QueueAssignee.user_id == User.id)
+                                        .where(QueueAssignee.queue_id == queue_id)))
         available = session.scalar(select(func.count()).select_from(QueueItem).where(
             QueueItem.queue_id == queue_id, *_available_to(username, queue, now))) or 0
+    people = sorted((PersonProgress(name, name in assignees, *counts.get(name, (0, 0)))
+                     for name in assignees | set(counts)), key=lambda p: (-p.done, p.username))
+    mine = counts.get(username, (0, 0))
     return Progress(
-        items=sum(by_status.values()), done=by_status.get("done", 0), leased=leased, mine_today=mine_today,
-        mine_total=by_author.get(username, 0), available_to_me=available,
-        labels_by_author=dict(sorted(by_author.items(), key=lambda kv: (-kv[1], kv[0]))),
+        items=sum(by_status.values()), done=by_status.get("done", 0), leased=leased, mine_today=mine[1],
+        mine_total=mine[0], available_to_me=available,
+        labels_by_author={p.username: p.done for p in people if p.done}, people=tuple(people),
     )
+
+
+def labels_today(url: str, username: str, now: datetime | None = None) -> dict[int, int]:
+    """Queue id -> how many labels ``username`` gave in it today (UTC); queues with none are left out."""
+    now = now or utcnow()
+    with read_session(url) as session:
+        return {queue_id: int(count) for queue_id, count in session.execute(
+            select(Annotation.queue_id, func.count()).where(
+                Annotation.author == username, Annotation.kind == "label",
+                Annotation.created_at >= _start_of_day(now)).group_by(Annotation.queue_id))}
 
 
 @dataclass(frozen=True)
@@ -475,6 +499,10 @@ def list_items(url: str, queue_id: int, status: str | None = None, limit: int = 
 
 
 # --- internals ------------------------------------------------------------------------------------
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _clean_name(name: str) -> str:
