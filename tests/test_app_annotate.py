@@ -141,6 +141,27 @@ def test_the_labeling_view_shows_each_assignees_progress(annotated: tuple[str, q
         ("ana", True, 1, 1), ("ben", True, 0, 0)]
 
 
+def test_queue_forms_say_who_sees_a_queue_and_offer_only_active_configs(
+        annotated: tuple[str, queues.QueueView]) -> None:
+    from looplab.annotation.score_configs import archive_score_config, get_score_config  # noqa: PLC0415
+
+    url, queue = annotated
+    create_score_config(url, "tone", "categorical", categories=[{"label": "friendly"}, {"label": "curt"}])
+    archive_score_config(url, get_score_config(url, "tone").id)
+    at = annotate()
+    new = at.multiselect(key="qa_new_configs")
+    assert new.options == ["correctness", "helpfulness"]
+    assert "only once they are assigned" in at.multiselect(key="qa_new_assignees").help
+    archive_score_config(url, get_score_config(url, "helpfulness").id)
+    at = annotate(manage=str(queue.id))
+    settings = at.multiselect(key=f"qa_{queue.id}_set_configs")
+    assert settings.options == ["correctness", "helpfulness (archived)"]  # still attached: shown, kept on save
+    assert "No assignees yet: annotators do not see this queue" in texts(at)
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception
+    assert queues.get_queue(url, queue.id).score_configs == ("correctness", "helpfulness")
+
+
 def test_a_bad_label_is_explained_and_nothing_is_stored(annotated: tuple[str, queues.QueueView]) -> None:
     url, queue = annotated
     at = annotate(queue=str(queue.id))

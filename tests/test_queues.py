@@ -340,6 +340,26 @@ def test_a_paused_rule_catches_up_when_resumed(db_url: str) -> None:
         assert session.scalar(select(QueueItem.reason).limit(1)) == "rule: all"
 
 
+def test_queue_forms_offer_active_configs_and_a_queue_keeps_an_archived_one(db_url: str) -> None:
+    from looplab.annotation.score_configs import archive_score_config, get_score_config  # noqa: PLC0415
+
+    add_configs(db_url)
+    queue = queues.create_queue(db_url, "Kept", score_configs=["correctness", "helpfulness"])
+    archive_score_config(db_url, get_score_config(db_url, "helpfulness").id)
+    assert [c.name for c in queues.score_config_choices(db_url)] == ["correctness"]
+    offered = queues.score_config_choices(db_url, queue.id)
+    assert [(c.name, c.archived) for c in offered] == [("correctness", False), ("helpfulness", True)]
+    # Saving the settings keeps the archived config attached; a new queue cannot take it.
+    kept = queues.update_queue(db_url, queue.id, instructions="Same configs",
+                               score_configs=["correctness", "helpfulness"])
+    assert kept.score_configs == ("correctness", "helpfulness")
+    with pytest.raises(ConfigError, match="or it is archived"):
+        queues.create_queue(db_url, "New", score_configs=["helpfulness"])
+    queues.update_queue(db_url, queue.id, score_configs=["correctness"])
+    with pytest.raises(ConfigError, match="or it is archived"):  # once taken off, it cannot come back
+        queues.update_queue(db_url, queue.id, score_configs=["correctness", "helpfulness"])
+
+
 def test_the_queue_commands(db_url: str) -> None:
     from typer.testing import CliRunner  # noqa: PLC0415
 

@@ -17,7 +17,6 @@ import streamlit as st
 from components.formatting import plain
 from components.score_input import score_input
 from looplab.annotation import agreement, queues, rules
-from looplab.annotation.score_configs import list_score_configs
 from looplab.annotation.users import Viewer, list_users
 from looplab.errors import LooplabError
 from looplab.monitoring.metrics import filter_options
@@ -48,7 +47,7 @@ def run_action(action: Any, success: str | None = None) -> Any:
 
 def new_queue_form(url: str) -> None:
     """A form creating a queue; says what to do first when there are no score configs yet."""
-    configs = [c.name for c in list_score_configs(url)]
+    configs = [c.name for c in queues.score_config_choices(url)]
     if not configs:
         st.info("A queue scores traces with score configs. Create one on the **Score configs** page first.")
         st.page_link("app_pages/score_configs.py", label="Score configs", icon=":material/tune:")
@@ -197,14 +196,19 @@ def _agreement(url: str, queue: queues.QueueView, viewer: Viewer) -> None:
 
 def _settings(url: str, queue: queues.QueueView) -> None:
     key = f"qa_{queue.id}_set"
-    configs = [c.name for c in list_score_configs(url)]
+    # Active configs, and archived ones still attached (kept unless taken off; no new archived ones).
+    choices = queues.score_config_choices(url, queue.id)
+    archived = {c.name for c in choices if c.archived}
+    configs = [c.name for c in choices]
     people = [u.username for u in list_users(url)]
     with st.form(key):
         instructions = st.text_area("Instructions", queue.instructions or "", key=f"{key}_instructions")
         chosen = st.multiselect("Score configs", configs, default=[c for c in queue.score_configs if c in configs],
-                                key=f"{key}_configs")
-        assignees = st.multiselect("Assignees (none: every annotator)", people,
-                                   default=[p for p in queue.assignees if p in people], key=f"{key}_assignees")
+                                key=f"{key}_configs", format_func=lambda c: f"{c} (archived)" if c in archived else c)
+        assignees = st.multiselect("Assignees", people, default=[p for p in queue.assignees if p in people],
+                                   key=f"{key}_assignees", help=ASSIGNEES_HELP)
+        if not queue.assignees:
+            st.caption("No assignees yet: annotators do not see this queue; admins and engineers do.")
         left, right = st.columns(2)
         per_item = left.number_input("Annotations per item", 1, 10, queue.annotations_per_item, key=f"{key}_per_item")
         lease = right.number_input("Lease (minutes)", 1, 24 * 60, queue.lease_minutes, key=f"{key}_lease")

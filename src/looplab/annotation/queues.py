@@ -170,7 +170,8 @@ def update_queue(
     annotations_per_item: int | None = None,
     lease_minutes: int | None = None,
 ) -> QueueView:
-    """Change a queue's settings; arguments left ``None`` keep their value. Labels already given stay."""
+    """Change a queue's settings; arguments left ``None`` keep their value. Labels already given stay.
+    ``score_configs`` may keep a config archived since it was attached, but not add an archived one."""
     with write_session(url) as session:
         queue = _queue(session, queue_id)
         if name is not None:
@@ -191,8 +192,10 @@ def update_queue(
         if lease_minutes is not None:
             queue.lease_seconds = lease_minutes * 60
         if score_configs is not None:
+            attached = set(session.scalars(select(QueueScoreConfig.score_config_id)
+                                           .where(QueueScoreConfig.queue_id == queue_id)))
             session.execute(delete(QueueScoreConfig).where(QueueScoreConfig.queue_id == queue_id))
-            _set_configs(session, queue_id, score_configs)
+            _set_configs(session, queue_id, score_configs, keep=attached)
         if assignees is not None:
             session.execute(delete(QueueAssignee).where(QueueAssignee.queue_id == queue_id))
             _set_assignees(session, queue_id, assignees)
@@ -240,6 +243,15 @@ def can_work_on(url: str, queue_id: int, viewer: Viewer) -> bool:
     with read_session(url) as session:
         return session.scalar(select(AnnotationQueue.id).where(
             AnnotationQueue.id == queue_id, _open_to(viewer.username))) is not None
+
+
+def score_config_choices(url: str, queue_id: int | None = None) -> list[ScoreConfigView]:
+    """The score configs a queue form offers, by name: the active ones; for an existing queue also
+    the archived ones still attached to it (it may keep them, not gain new archived ones)."""
+    with read_session(url) as session:
+        attached = select(QueueScoreConfig.score_config_id).where(QueueScoreConfig.queue_id == queue_id)
+        query = select(ScoreConfig).where(or_(ScoreConfig.archived_at.is_(None), ScoreConfig.id.in_(attached)))
+        return [as_view(c) for c in session.scalars(query.order_by(ScoreConfig.name))]
 
 
 def queue_score_configs(url: str, queue_id: int) -> list[ScoreConfigView]:
@@ -521,12 +533,13 @@ def _check_numbers(annotations_per_item: int, lease_minutes: int) -> None:
         raise ConfigError("The lease time must be between 1 minute and 24 hours.")
 
 
-def _set_configs(session: Session, queue_id: int, names: Sequence[str]) -> None:
+def _set_configs(session: Session, queue_id: int, names: Sequence[str], keep: Iterable[int] = ()) -> None:
+    """Attach configs by name: active ones, or archived ones whose id is in ``keep`` (already attached)."""
     names = list(dict.fromkeys(n for n in names if n))
     if not names:
         raise ConfigError("Pick at least one score config for the queue's annotators to fill in.")
     found = dict(session.execute(select(ScoreConfig.name, ScoreConfig.id).where(
-        ScoreConfig.name.in_(names), ScoreConfig.archived_at.is_(None))).all())
+        ScoreConfig.name.in_(names), or_(ScoreConfig.archived_at.is_(None), ScoreConfig.id.in_(list(keep))))).all())
     missing = [n for n in names if n not in found]
     if missing:
         raise ConfigError(f"No score config named {', '.join(map(repr, missing))} (or it is archived); "
