@@ -26,7 +26,7 @@ from looplab.annotation.queues import _insert_items, _queue
 from looplab.errors import ConfigError, NotFound
 from looplab.store.engine import read_session, write_session
 from looplab.store.filters import TraceFilter
-from looplab.store.models import QueueItem, QueueRule, Span, Trace
+from looplab.store.models import AnnotationQueue, QueueItem, QueueRule, Span, Trace
 from looplab.store.types import utcnow
 
 SETTLE = timedelta(minutes=2)  # traces younger than this may still be being written
@@ -145,10 +145,12 @@ def delete_rule(url: str, rule_id: int) -> None:
 
 
 def run_rules(url: str, queue_id: int | None = None, now: datetime | None = None) -> dict[str, int]:
-    """Run every enabled rule (of one queue, or of all live queues); returns traces queued per
-    rule name. Cheap when there is nothing new: one indexed query per rule."""
+    """Run every enabled rule of a live queue (of one queue, or of all); returns traces queued per
+    rule name. Rules of archived queues and paused rules do not run. Cheap when there is nothing
+    new: one indexed query per rule."""
     with read_session(url) as session:
-        query = select(QueueRule.id, QueueRule.name).where(QueueRule.enabled.is_(True))
+        query = (select(QueueRule.id, QueueRule.name).join(AnnotationQueue, AnnotationQueue.id == QueueRule.queue_id)
+                 .where(QueueRule.enabled.is_(True), AnnotationQueue.archived_at.is_(None)))
         if queue_id is not None:
             query = query.where(QueueRule.queue_id == queue_id)
         rules = session.execute(query.order_by(QueueRule.id)).all()
@@ -159,7 +161,8 @@ def run_rule(url: str, rule_id: int, now: datetime | None = None, batch: int = B
     """Walk the traces stored since the rule last stopped, queue the sample, move the cursor.
 
     Each batch is one transaction (items, counts and cursor together), so a crash loses nothing and
-    queues nothing twice. Returns how many traces were queued."""
+    queues nothing twice. Returns how many traces were queued. A paused rule, or a rule of an
+    archived queue, queues nothing and keeps its cursor: resumed (or unarchived), it catches up."""
     now = now or utcnow()
     horizon = now - SETTLE
     added = 0
@@ -168,6 +171,8 @@ def run_rule(url: str, rule_id: int, now: datetime | None = None, batch: int = B
             rule = session.get(QueueRule, rule_id)
             if rule is None:
                 raise NotFound(f"No queue rule {rule_id}.")
+            if not rule.enabled or _queue(session, rule.queue_id).archived_at is not None:
+                return added
             flt = replace(_attribute_filter(rule.filter_json), end=horizon)
             stratum = _stratum_column(rule.stratify_by)
             query = select(Trace.id, Trace.start_time, stratum).where(*flt.conditions())
