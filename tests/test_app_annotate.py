@@ -284,6 +284,22 @@ def test_the_trace_list_sends_its_whole_filter_to_a_queue(annotated: tuple[str, 
     assert queues.get_queue(url, everything.id).items == 3
 
 
+def test_the_trace_list_sends_every_search_match_to_a_queue(annotated: tuple[str, queues.QueueView]) -> None:
+    url, _ = annotated
+    searched = queues.create_queue(url, "Searched", score_configs=["correctness"])
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.switch_page("app_pages/traces.py").run()
+    at.text_input(key="trc_q").set_value("parcel").run()
+    at.selectbox(key="trc_size").set_value(25).run()
+    at.selectbox(key="trc_queue_search_queue").set_value("Searched")
+    button(at, "Add all 3 traces the search finds").click().run()
+    assert not at.exception
+    assert any("Added 3 traces to Searched" in s.value for s in at.success)
+    items, _ = queues.list_items(url, searched.id)
+    assert {i.reason for i in items} == {"search: parcel"}
+
+
 def test_a_trace_can_be_scored_by_hand_and_queued_from_its_detail(annotated: tuple[str, queues.QueueView]) -> None:
     url, _ = annotated
     target = queues.create_queue(url, "By hand", score_configs=["correctness"])

@@ -383,6 +383,24 @@ def test_queue_forms_offer_active_configs_and_a_queue_keeps_an_archived_one(db_u
         queues.update_queue(db_url, queue.id, score_configs=["correctness", "helpfulness"])
 
 
+def test_a_search_sends_every_match_not_only_a_page(db_url: str) -> None:
+    add_configs(db_url)
+    # More matches than the explorer's largest page (1,000), so the search really spans pages.
+    asked = [{**trace(f"r{i:04d}", NOW - timedelta(seconds=i), 800), "input": f"refund for order {i}"}
+             for i in range(1100)]
+    other = [{**trace(f"o{i:04d}", NOW - timedelta(seconds=i), 800), "input": f"where is parcel {i}"}
+             for i in range(5)]
+    insert_traces(db_url, asked + other)
+    queue = queues.create_queue(db_url, "Refunds", score_configs=["correctness"])
+    flt = TraceFilter.last("24h", NOW + timedelta(minutes=1))
+    result = queues.add_searched(db_url, queue.id, flt, "refund", reason="search: refund")
+    assert (result.added, queues.get_queue(db_url, queue.id).items) == (1100, 1100)
+    items, _ = queues.list_items(db_url, queue.id, limit=2000, now=NOW)
+    assert {i.trace_id for i in items} == {t["trace_id"] for t in asked} and items[0].reason == "search: refund"
+    with pytest.raises(ConfigError, match="more than 1,000 traces"):
+        queues.add_searched(db_url, queue.id, flt, "refund", limit=1000)
+
+
 def test_the_queue_commands(db_url: str) -> None:
     from typer.testing import CliRunner  # noqa: PLC0415
 

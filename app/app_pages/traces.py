@@ -6,7 +6,7 @@ from components.empty_state import no_traces_yet
 from components.filter_bar import sidebar_filter
 from components.auth import viewer
 from components.formatting import duration, money, plain
-from components.queue_admin import add_filter_to_queue, add_to_queue
+from components.queue_admin import add_filter_to_queue, add_search_to_queue
 from components.store import database_url
 from components.trace_view import trace_page
 from looplab.errors import ConfigError
@@ -102,8 +102,7 @@ following.button("Next →", disabled=not result.has_next, key="trc_next",
 if not viewer().is_annotator:
     with st.expander("Send to an annotation queue", icon=":material/playlist_add:"):
         if search:
-            st.caption("With a search, the traces of this page are sent (the search narrows the filter).")
-            add_to_queue(url, [row.id for row in result.rows], "trc_queue_page", reason=f"search: {search}",
-                         label=f"Add this page's {len(result.rows)} traces")
+            st.caption("Every trace the search finds in this filter is sent, not only this page's.")
+            add_search_to_queue(url, flt, search, total, "trc_queue_search")
         else:
             add_filter_to_queue(url, flt, result.total, "trc_queue_all")

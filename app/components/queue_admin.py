@@ -257,3 +257,10 @@ def add_filter_to_queue(url: str, flt: TraceFilter, total: int, key: str) -> Non
                           for k, v in flt.to_query_params().items() if k in LIST_PARAMS or k == "range")
     _queue_picker(url, key, f"Add all {total:,} traces of this filter", bool(total),
                   lambda queue_id: queues.add_filtered(url, queue_id, flt, reason=f"filter: {described}"))
+
+
+def add_search_to_queue(url: str, flt: TraceFilter, search: str, total: str, key: str) -> None:
+    """A queue picker and a button adding every trace ``search`` finds in the filter (``total``:
+    how many, as the page words it)."""
+    _queue_picker(url, key, f"Add all {total} traces the search finds", True,
+                  lambda queue_id: queues.add_searched(url, queue_id, flt, search, reason=f"search: {search}"))

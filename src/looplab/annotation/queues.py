@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from looplab.annotation.score_configs import ScoreConfigView, as_view, scores_for_label
 from looplab.annotation.users import Viewer
 from looplab.errors import ConfigError, NotFound
+from looplab.explorer.traces import MAX_PAGE_SIZE, TracePage, list_traces
 from looplab.store.engine import read_session, write_session
 from looplab.store.filters import TraceFilter
 from looplab.store.models import (
@@ -297,6 +298,27 @@ def add_filtered(url: str, queue_id: int, flt: TraceFilter, reason: str | None =
         ids = list(session.scalars(select(Trace.id).where(*flt.conditions())
                                    .order_by(Trace.start_time.desc(), Trace.id.desc())))
     return add_traces(url, queue_id, ids, reason)
+
+
+def add_searched(url: str, queue_id: int, flt: TraceFilter, search: str, reason: str | None = None,
+                 limit: int = MAX_BULK_ADD) -> AddResult:
+    """Add every trace the Traces page's full-text ``search`` finds within ``flt`` (every page of
+    it, not only the one on screen), at most ``limit``; a search finding more is refused with a
+    message, like ``add_filtered``."""
+    pages = _search_pages(url, flt, search, limit)
+    return add_traces(url, queue_id, [row.id for page in pages for row in page.rows], reason)
+
+
+def _search_pages(url: str, flt: TraceFilter, search: str, limit: int) -> list[TracePage]:
+    # The explorer's own listing, page after page, so the matches are exactly the ones the page shows.
+    first = list_traces(url, flt, search=search, page_size=MAX_PAGE_SIZE, count_limit=limit)
+    if not first.total_exact:
+        raise ConfigError(
+            f"The search finds more than {limit:,} traces, more than can be queued at once. "
+            "Use more or longer words, narrow the filter or the time range, or add a sampling rule instead."
+        )
+    return [first] + [list_traces(url, flt, search=search, page=number, page_size=MAX_PAGE_SIZE, count_limit=limit)
+                      for number in range(2, first.page_count + 1)]
 
 
 def remove_item(url: str, item_id: int) -> None:
