@@ -318,3 +318,33 @@ def test_a_trace_can_be_scored_by_hand_and_queued_from_its_detail(annotated: tup
     assert not at.exception
     assert [(s["name"], s["value"], s["author"]) for s in stored_scores(url) if s["trace_id"] == trace_id] == [
         ("helpfulness", 4.0, "local")]
+
+
+def test_the_score_configs_page_creates_a_boolean_and_a_free_text_config(db_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from looplab.annotation.score_configs import get_score_config, score_value  # noqa: PLC0415
+
+    monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.switch_page("app_pages/score_configs.py").run()
+    at.segmented_control(key="sc_new_type").set_value("boolean").run()
+    assert "Yes or no; stored as 1 or 0." in texts(at)
+    at.text_input(key="sc_new_name").input("resolved")
+    at.text_area(key="sc_new_rubric").input("Yes when the customer needs nothing more.")
+    at.button(key="FormSubmitter:sc_new_form-Create").click().run()
+    assert not at.exception and "Created resolved." in [m.value for m in at.success]
+    at.segmented_control(key="sc_new_type").set_value("text").run()
+    at.text_input(key="sc_new_name").input("what went wrong")
+    at.button(key="FormSubmitter:sc_new_form-Create").click().run()
+    assert not at.exception and "Created what went wrong." in [m.value for m in at.success]
+
+    resolved, note = get_score_config(db_url, "resolved"), get_score_config(db_url, "what went wrong")
+    assert (resolved.data_type, resolved.description) == ("boolean", "Yes when the customer needs nothing more.")
+    assert score_value(resolved, "yes") == (1.0, "true")
+    assert (note.data_type, note.min_value, note.categories) == ("text", None, ())
+    listed = next(d.value for d in at.dataframe if "name" in d.value.columns)
+    assert list(zip(listed["name"], listed["type"])) == [("resolved", "boolean"), ("what went wrong", "text")]
+    # Both can be filled in by annotators: a queue takes them.
+    assert queues.create_queue(db_url, "Wrap-up", score_configs=["resolved", "what went wrong"]).score_configs == (
+        "resolved", "what went wrong")

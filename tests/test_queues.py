@@ -119,6 +119,22 @@ def test_an_expired_lease_returns_the_item_to_the_pool(db_url: str, queue: queue
     assert queues.progress(db_url, queue.id, "ana", now=later).done == 1
 
 
+def test_a_queue_short_lease_expires_at_its_own_time(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 1)
+    queue = queues.create_queue(db_url, "Quick", score_configs=["correctness"], lease_minutes=2)
+    queues.add_traces(db_url, queue.id, ["t0000"])
+    ana = queues.next_item(db_url, queue.id, "ana", now=NOW)
+    assert ana.expires_at == NOW + timedelta(minutes=2)
+    assert queues.next_item(db_url, queue.id, "ben", now=NOW + timedelta(minutes=1, seconds=59)) is None
+    ben = queues.next_item(db_url, queue.id, "ben", now=NOW + timedelta(minutes=2, seconds=1))
+    assert ben is not None and ben.item_id == ana.item_id  # not the default 15 minutes
+    # A changed lease time applies to the next lease handed out.
+    queues.update_queue(db_url, queue.id, lease_minutes=5)
+    queues.release_lease(db_url, ben.item_id, "ben")
+    assert queues.next_item(db_url, queue.id, "cy", now=NOW).expires_at == NOW + timedelta(minutes=5)
+
+
 def test_skip_is_per_person_and_later_moves_the_item_behind(db_url: str, queue: queues.QueueView) -> None:
     queues.add_traces(db_url, queue.id, ["t0000", "t0001", "t0002"])
     first = queues.next_item(db_url, queue.id, "ana", now=NOW)

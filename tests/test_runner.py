@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 import looplab
-from looplab.datasets import NewItem, add_items, create_dataset
+from looplab.datasets import NewItem, add_items, create_dataset, delete_item, edit_item, items_at
 from looplab.errors import ConfigError
 from looplab.experiments import worker
 from looplab.experiments.records import (
@@ -33,7 +33,7 @@ from looplab.experiments.runner import (
 )
 from looplab.experiments.variants import VariantSpec, get_variant
 from looplab.store.engine import read_session, write_session
-from looplab.store.models import Experiment, Score
+from looplab.store.models import Experiment, ExperimentItem, Score
 from looplab.store.types import utcnow
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.stored import stored_spans, stored_traces
@@ -151,6 +151,36 @@ def test_cancel_then_resume_never_calls_a_finished_item_again(db_url: str, opena
     assert len(texts) == 30 and len(set(texts)) == 30
     info = get_experiment(db_url, eid)
     assert (info.status, info.cancel_requested, info.finished_at is not None) == ("completed", False, True)
+
+
+def test_a_run_keeps_to_the_dataset_version_it_pinned(db_url: str, openai_env: FakeLLM) -> None:
+    openai_env.latency = 0.02
+    name = dataset(db_url, 30)
+    eid = create_experiment(db_url, "pinned", name, openai_variant(), concurrency=2)
+    pinned = {i.item_id: i for i in items_at(db_url, name, get_experiment(db_url, eid).dataset_version,
+                                             limit=100).items}
+
+    def cancel_early(done: int, total: int) -> None:
+        if done >= 4:
+            request_cancel(db_url, eid)
+
+    first = run_experiment(db_url, eid, progress=cancel_early, **FAST)
+    assert first.status == "cancelled" and first.done < 30
+    # The dataset moves on while the run is paused: every item edited, three deleted, two added.
+    for number, item_id in enumerate(pinned):
+        if number < 3:
+            delete_item(db_url, name, item_id)
+        else:
+            edit_item(db_url, name, item_id, input={"question": f"edited {number}"}, expected_output="edited")
+    add_items(db_url, name, [NewItem(input={"question": f"new {i}"}, expected_output="new") for i in range(2)])
+
+    resumed = run_experiment(db_url, eid, **FAST)
+    assert (resumed.status, resumed.done, resumed.ran) == ("completed", 30, 30 - first.done)
+    assert sorted(user_texts(openai_env)) == sorted(f"question {i}" for i in range(30))  # the pinned inputs only
+    with read_session(db_url) as session:
+        ran = dict(session.execute(select(ExperimentItem.dataset_item_id, ExperimentItem.dataset_item_row_id)
+                                   .where(ExperimentItem.experiment_id == eid)).all())
+    assert ran == {item_id: item.version_id for item_id, item in pinned.items()}  # the rows of that version
 
 
 def test_resume_reruns_errored_items_only(db_url: str, openai_env: FakeLLM) -> None:
