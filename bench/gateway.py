@@ -47,7 +47,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_gateway(upstream: str, db: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(upstream: str, db: str, log: Path, workers: int = 1) -> tuple[subprocess.Popen[str], str]:
     """``looplab gateway`` in its own process, forwarding to ``upstream``; returns it and its URL.
 
     Its output goes to the file ``log`` (a pipe nobody reads would stall it once full).
@@ -56,7 +56,7 @@ def start_gateway(upstream: str, db: str, log: Path) -> tuple[subprocess.Popen[s
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", _COMMAND, "--port", str(port), "--db", db, "--openai-base-url", upstream + "/v1",
-             "--anthropic-base-url", upstream],
+             "--anthropic-base-url", upstream, "--workers", str(workers)],
             stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "LOOPLAB_API_KEY": ""})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -126,13 +126,14 @@ def _row(name: str, direct: list[float], through: list[float]) -> str:
     return f"{name:<28} " + "   ".join(cells)
 
 
-def bench_gateway(clients: int, requests: int, upstream_ms: float, stream_calls: int) -> dict[str, Any]:
+def bench_gateway(clients: int, requests: int, upstream_ms: float, stream_calls: int,
+                  workers: int = 1) -> dict[str, Any]:
     """Run the paired load and the first-byte comparison; print and return the figures."""
     fake, upstream = start_fake_server(latency=upstream_ms / 1000)
     with tempfile.TemporaryDirectory(prefix="looplab-bench-gateway-") as folder:
         db = f"sqlite:///{Path(folder) / 'looplab.db'}"
         log = Path(folder) / "gateway.log"
-        gateway_proc, gateway = start_gateway(upstream, db, log)
+        gateway_proc, gateway = start_gateway(upstream, db, log, workers)
         try:
             started = time.perf_counter()
             direct_ms, gateway_ms = asyncio.run(_paired_load(upstream, gateway, clients, requests))
@@ -156,7 +157,8 @@ def bench_gateway(clients: int, requests: int, upstream_ms: float, stream_calls:
         engine.dispose()
     calls = len(direct_ms) + len(gateway_ms)
     print(f"{clients} concurrent clients, {calls:,} calls in {elapsed:.1f} s ({calls / elapsed:,.0f}/s, half of them "
-          f"through the gateway), upstream latency {upstream_ms:g} ms; {recorded:,} spans recorded "
+          f"through the gateway, {workers} gateway worker(s)), upstream latency {upstream_ms:g} ms; "
+          f"{recorded:,} spans recorded "
           f"(warm-up and first-byte calls included)")
     print(f"{'ms':<28} {'p50: direct gateway added':>25}   {'p90: direct gateway added':>25}   "
           f"{'p99: direct gateway added':>25}")
@@ -178,14 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-ms", type=float, default=200.0, help="the fake upstream's latency per call")
     parser.add_argument("--stream-calls", type=int, default=50)
     parser.add_argument("--otlp-spans", type=int, default=50_000, help="0 skips the OTLP ingest figure")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes (looplab gateway --workers)")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    bench_gateway(args.clients, args.requests, args.upstream_ms, args.stream_calls)
+    bench_gateway(args.clients, args.requests, args.upstream_ms, args.stream_calls, args.workers)
     if args.otlp_spans and importlib.util.find_spec("bench.otlp") is not None:
         from bench import otlp
 
-        figures = otlp.throughput(args.otlp_spans)
+        figures = otlp.throughput(args.otlp_spans, workers=args.workers)
         print("OTLP ingest: " + ", ".join(f"{key} {value:,.0f}" if isinstance(value, (int, float)) else f"{key} {value}"
                                          for key, value in figures.items()))
     elif args.otlp_spans:

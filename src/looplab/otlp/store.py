@@ -24,7 +24,7 @@ try:
     import fcntl
 except ImportError:  # Windows: SQLite's own locking alone
     fcntl = None  # type: ignore[assignment]
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,7 @@ from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import get_engine
 from looplab.tracing.payloads import dump_json
-from looplab.tracing.rows import SqliteTime, naive_utc
+from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc
 from looplab.tracing.writer import (
     Checkpointer,
     insert_rows,
@@ -86,8 +86,9 @@ def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
             try:
                 with engine.begin() as conn:
                     _lock_traces(conn, spans)
+                    fresh = _fresh_traces(conn, spans)
                     insert_rows(conn, "new_spans", rows)
-                    _upsert_traces(conn, spans, rows)
+                    _upsert_traces(conn, spans, rows, fresh=fresh)
                 result.stored = len(spans)
                 _checkpoint(url, len(spans))
             except SQLAlchemyError as err:
@@ -97,8 +98,9 @@ def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
                             getattr(err, "orig", None) or err)
                 with engine.begin() as conn:
                     _lock_traces(conn, spans)
+                    fresh = _fresh_traces(conn, spans)
                     kept = _insert_one_by_one(conn, spans, rows, result)
-                    _upsert_traces(conn, [spans[i] for i in kept], [rows[i] for i in kept],
+                    _upsert_traces(conn, [spans[i] for i in kept], [rows[i] for i in kept], fresh=fresh,
                                    problems=result.problems)
                 result.stored = len(kept)
     except SQLAlchemyError as err:
@@ -230,6 +232,10 @@ _TOTALS = ("start_time", "end_time", "duration_ms", "span_count", "error_count",
 _MERGED = ("session_id", "user_id", "release", "environment", "metadata_json", "tags_json", "input_json",
            "output_json")
 _statements: dict[tuple[str, str], str] = {}
+# Where a span row tuple (``SPAN_COLUMNS`` order) holds what the trace row is built from.
+_PARENT, _START, _END, _INPUT, _OUTPUT, _INPUT_TOKENS, _OUTPUT_TOKENS, _COST, _STATUS = (
+    SPAN_COLUMNS.index(c) for c in ("parent_id", "start_time", "end_time", "input_json", "output_json", "input_tokens",
+                                    "output_tokens", "cost_usd", "status"))
 # How a batch's trace row is merged, by what is known of the trace's root span (no parent).
 ROOT_IN_BATCH, ROOT_STORED, NO_ROOT = "root_in_batch", "root_stored", "no_root"
 
@@ -271,11 +277,39 @@ def _moment(value: Any) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+def _fresh_traces(conn: Connection, spans: list[MappedSpan]) -> set[str]:
+    """The traces of ``spans`` with no span stored yet (read before inserting, under the lock that
+    keeps other writers of these traces out): their totals are those of the batch alone."""
+    ids = tuple(sorted({s.trace_id for s in spans}))
+    stored = {row[0] for row in conn.exec_driver_sql(
+        f"SELECT DISTINCT trace_id FROM spans WHERE trace_id IN {_in_list(conn, len(ids))}", ids)}
+    return set(ids) - stored
+
+
+def _batch_totals(rows: list[tuple[Any, ...]], indexes: list[int]) -> tuple[Any, ...]:
+    """What the totals query answers for a trace whose stored spans are exactly ``rows[indexes]``:
+    count, errors, input/output tokens and cost (None when no span has one, as SQL's sum),
+    first start, last end, whether one is a root."""
+    mine = [rows[i] for i in indexes]
+    return (
+        len(mine), sum(1 for r in mine if r[_STATUS] == "error"),
+        *(_sum(r[column] for r in mine) for column in (_INPUT_TOKENS, _OUTPUT_TOKENS, _COST)),
+        min(r[_START] for r in mine), max(r[_END] for r in mine), int(any(r[_PARENT] is None for r in mine)),
+    )
+
+
+def _sum(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
 def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[Any, ...]],
-                   problems: list[str] | None = None) -> None:
+                   fresh: set[str] = frozenset(), problems: list[str] | None = None) -> None:  # type: ignore[assignment]
     """Rebuild the ``traces`` rows of the traces ``spans`` belong to, from all their stored spans.
 
-    ``rows`` are the spans' row tuples (their payloads already serialised and masked).
+    ``rows`` are the spans' row tuples (their payloads already serialised and masked). The totals
+    of ``fresh`` traces (no span stored before this transaction) come from ``rows``; the others'
+    from the database.
     """
     by_trace: dict[str, list[int]] = {}
     for index, span in enumerate(spans):
@@ -283,7 +317,6 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
     if not by_trace:
         return
     ids = tuple(sorted(by_trace))
-    where = f"trace_id IN {_in_list(conn, len(ids))}"
     tag_rows = list(dict.fromkeys((s.trace_id, tag) for s in spans for tag in s.tags or ()))
     tags: dict[str, list[str]] = {}
     if tag_rows:
@@ -294,10 +327,15 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
                 tagged):
             tags.setdefault(trace_id, []).append(tag)
     by_mode: dict[str, list[tuple[Any, ...]]] = {ROOT_IN_BATCH: [], ROOT_STORED: [], NO_ROOT: []}
-    for trace_id, count, errors, input_tokens, output_tokens, cost, start, end, has_root in conn.exec_driver_sql(
+    totals = [(trace_id, *_batch_totals(rows, by_trace[trace_id])) for trace_id in ids if trace_id in fresh]
+    stored = tuple(trace_id for trace_id in ids if trace_id not in fresh)
+    if stored:
+        totals += conn.exec_driver_sql(
             "SELECT trace_id, count(*), sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), sum(input_tokens), "
             "sum(output_tokens), sum(cost_usd), min(start_time), max(end_time), "
-            f"max(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) FROM spans WHERE {where} GROUP BY trace_id", ids):
+            "max(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) FROM spans "
+            f"WHERE trace_id IN {_in_list(conn, len(stored))} GROUP BY trace_id", stored).all()
+    for trace_id, count, errors, input_tokens, output_tokens, cost, start, end, has_root in totals:
         indexes = by_trace[trace_id]
         batch = [spans[i] for i in indexes]
         # Several parentless spans (rare): the first to start is the root.
@@ -324,8 +362,8 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
         by_mode[mode].append((
             trace_id, name, start, end, duration, session_id, user_id, release, environment,
             dump_json(trace_tags) if trace_tags else None, dump_json(metadata) if metadata else None,
-            rows[root_index][8] if root_index is not None else None,
-            rows[root_index][9] if root_index is not None else None,
+            rows[root_index][_INPUT] if root_index is not None else None,
+            rows[root_index][_OUTPUT] if root_index is not None else None,
             status, error, count, errors, input_tokens, output_tokens, cost,
         ))
     for mode, trace_rows in by_mode.items():
