@@ -367,6 +367,25 @@ def test_a_breakdown_is_limited_and_follows_the_filter(db_url: str, mixed: dict)
         metrics.breakdown(db_url, TraceFilter.last("24h", NOW), "colour")
 
 
+def test_llm_calls_without_a_model_have_their_own_row_and_other_spans_none(db_url: str) -> None:
+    at = NOW - 2 * HOUR
+    named = trace("n1", at, 800.0, model="gpt-4o", cost=0.02, scores=(score("correctness", 0.9),))
+    unnamed = [trace(f"u{i}", at + timedelta(minutes=i), 300.0 + i, model=None, cost=0.0,  # type: ignore[arg-type]
+                     status="error" if i == 0 else "ok", scores=(score("correctness", 0.5),)) for i in range(3)]
+    # A retrieval and a tool step name no model either: they are not LLM calls and count nowhere.
+    named["spans"].append({"span_id": "n1-retrieval", "kind": "retrieval", "name": "search", "start_time": at,
+                           "end_time": at + timedelta(milliseconds=40)})
+    named["spans"].append({"span_id": "n1-tool", "kind": "tool", "name": "lookup", "start_time": at,
+                           "end_time": at + timedelta(milliseconds=20)})
+    insert_traces(db_url, [named, *unnamed])
+    rows = {r["key"]: r for r in metrics.breakdown(db_url, TraceFilter.last("24h", NOW), "model")}
+    assert set(rows) == {None, "gpt-4o"}
+    assert rows[None]["requests"] == 3 and rows[None]["errors"] == 1
+    assert rows[None]["latency_p95_ms"] == 302.0
+    assert rows[None]["scores"] == {"correctness": pytest.approx(0.5)}
+    assert rows["gpt-4o"]["requests"] == 1 and rows["gpt-4o"]["scores"] == {"correctness": pytest.approx(0.9)}
+
+
 # --- Filter widgets -----------------------------------------------------------------------------------
 
 
