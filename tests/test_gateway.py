@@ -580,3 +580,108 @@ def test_the_command_with_several_workers_serves_ingests_and_writes_everything(f
     assert "(2 worker processes)" in output[0]
     # Each worker wrote what it had queued on the way out; the export was stored before its answer.
     assert {t["id"] for t in stored_traces(db_url)} == {*trace_ids, exported.hex()}
+
+
+# --- the upstream transport -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def raw_upstream(answer: bytes, *, then_close: bool = True, received: list[bytes] | None = None) -> Iterator[str]:
+    """A one-connection-at-a-time upstream that answers every request with ``answer`` (raw HTTP
+    bytes), then closes the connection; yields its base URL. What it reads goes to ``received``."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                data = conn.recv(65536)
+                if received is not None:
+                    received.append(data)
+                conn.sendall(answer)
+                if not then_close:
+                    stop.wait(5)
+
+    thread = threading.Thread(target=serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_gzipped_upstream_answer_reaches_the_caller_and_the_trace_decoded(fake_llm: FakeLLM, db_url: str) -> None:
+    import gzip
+
+    completion = {"id": "chatcmpl-z", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "zipped hello"}}],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    body = gzip.compress(json.dumps(completion).encode())
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+              b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    with raw_upstream(answer) as upstream, serve(replace(_settings(fake_llm, db_url),
+                                                          openai_base_url=upstream + "/v1")) as gateway:
+        reply = gateway.openai().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "z"}])
+    assert reply.choices[0].message.content == "zipped hello"
+    span = only_span(db_url)
+    assert span["output_json"]["content"] == "zipped hello" and span["output_tokens"] == 2
+
+
+def test_a_stream_the_upstream_breaks_off_is_an_error_span(fake_llm: FakeLLM, db_url: str) -> None:
+    chunk = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,' \
+            b'"delta":{"role":"assistant","content":"half"},"finish_reason":null}]}\n\n'
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+              + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")  # then the connection closes mid-stream
+    with raw_upstream(answer) as upstream, serve(replace(_settings(fake_llm, db_url),
+                                                          openai_base_url=upstream + "/v1")) as gateway:
+        stream = gateway.openai().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+    span = streamed_span(db_url)
+    assert span["status"] == "error" and "the upstream stream broke off" in span["error"]
+
+
+def test_a_stream_silent_past_its_limit_is_an_error_span(fake_llm: FakeLLM, db_url: str) -> None:
+    with serve(_settings(fake_llm, db_url, stream_read_timeout=0.2)) as gateway:
+        fake_llm.chunk_delay = 1.0
+        fake_llm.enqueue(Reply(text="too slow"))
+        stream = gateway.openai().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+    span = streamed_span(db_url)
+    assert span["status"] == "error" and "ReadTimeout" in span["error"]
+
+
+def test_an_http_proxy_from_the_environment_carries_upstream_calls(fake_llm: FakeLLM, db_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    completion = json.dumps({"id": "chatcmpl-p", "object": "chat.completion", "created": 1, "model": "m",
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": "via the proxy"}}]}).encode()
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+              + str(len(completion)).encode() + b"\r\nconnection: close\r\n\r\n" + completion)
+    received: list[bytes] = []
+    with raw_upstream(answer, received=received) as proxy:
+        for name in ("no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the test's own client talks to the gateway directly
+        # The upstream named here is never reached directly: nothing listens there.
+        with serve(replace(_settings(fake_llm, db_url), openai_base_url="http://upstream.invalid/v1")) as gateway:
+            reply = gateway.openai().chat.completions.create(model="m", messages=[{"role": "user", "content": "p"}])
+    assert reply.choices[0].message.content == "via the proxy"
+    # A proxy is asked for the whole URL.
+    assert received[0].startswith(b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1")

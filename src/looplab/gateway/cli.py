@@ -86,7 +86,7 @@ def gateway_command(
     Point a client's base URL at it (http://HOST:PORT/v1 for openai, http://HOST:PORT for
     anthropic). With LOOPLAB_API_KEY set, requests need it in the x-looplab-api-key header.
     """
-    if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("starlette") is None:
+    if any(importlib.util.find_spec(name) is None for name in ("uvicorn", "starlette", "aiohttp", "httpx2")):
         raise ConfigError("The gateway needs the gateway extra: pip install 'looplab[gateway]'.")
     import uvicorn
 

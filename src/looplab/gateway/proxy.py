@@ -23,6 +23,7 @@ from looplab.gateway import recording
 from looplab.gateway.errors import GatewayError, error_response
 from looplab.gateway.recording import ENDPOINTS, Endpoint, Exchange, RecentTraces
 from looplab.gateway.settings import GatewaySettings
+from looplab.gateway.transport import AiohttpTransport
 from looplab.tracing.records import SpanRecord, TraceInfo
 
 log = logging.getLogger("looplab.gateway")
@@ -47,12 +48,13 @@ class _NoCookies(DefaultCookiePolicy):
 
 
 def new_client(settings: GatewaySettings) -> httpx2.AsyncClient:
-    """The one pooled client for every upstream call."""
+    """The one pooled client for every upstream call (httpx2's API over aiohttp's pool)."""
     return httpx2.AsyncClient(
+        transport=AiohttpTransport(max_connections=settings.max_connections),
         timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-        limits=httpx2.Limits(max_connections=settings.max_connections, max_keepalive_connections=200),
         cookies=httpx2.Cookies(CookieJar(policy=_NoCookies())),
         follow_redirects=False,
+        trust_env=False,  # proxies from the environment are the transport's to apply, not httpx2's own
     )
 
 
@@ -241,19 +243,23 @@ class _Relay(Response):
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_for_disconnect)
-                # Each chunk goes out as it comes in; httpx2 yields what the socket read, decoded.
-                async for chunk in self._upstream.aiter_bytes():
-                    exchange.add_chunk(chunk, self._limit)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                group.cancel_scope.cancel()
-        except OSError:  # ASGI 2.4 servers report a caller that left this way
-            left = True
-        except httpx2.HTTPError as err:
-            # The status line is gone already: the caller learns of it from the broken stream.
-            error = f"the upstream stream broke off: {type(err).__name__}: {err}"
-            log.warning("looplab gateway: %s", error)
-            raise
+                # Failures are told apart here, inside the group: leaving it, they come wrapped
+                # in an exception group.
+                try:
+                    # Each chunk goes out as it comes in; httpx2 yields what the socket read, decoded.
+                    async for chunk in self._upstream.aiter_bytes():
+                        exchange.add_chunk(chunk, self._limit)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except OSError:  # ASGI 2.4 servers report a caller that left this way
+                    left = True
+                except httpx2.HTTPError as err:
+                    # The status line is gone already: the caller learns of it from the broken stream.
+                    error = f"the upstream stream broke off: {type(err).__name__}: {err}"
+                    log.warning("looplab gateway: %s", error)
+                    raise
+                finally:
+                    group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._upstream.aclose()
