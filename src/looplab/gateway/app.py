@@ -81,8 +81,7 @@ def create_app(settings: GatewaySettings, extra_routes: Sequence[BaseRoute] = ()
         runtime.install(tracing_settings)
         await proxy.open()
         # What start-up built lives as long as the process: moved out of the collector's sight,
-        # so that its full collections do not walk it while calls wait (half the p99 tail in
-        # bench.gateway, 2026-11-26).
+        # so that its full collections do not walk it while calls wait.
         gc.collect()
         gc.freeze()
         try:
