@@ -176,7 +176,8 @@ def bench_gateway(clients: int, requests: int, upstream_ms: float, stream_calls:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=4000, help="calls in all, half of them through the gateway")
+    parser.add_argument("--requests", type=int, default=12000,
+                        help="calls in all, half of them through the gateway (enough for a steady p99)")
     parser.add_argument("--upstream-ms", type=float, default=200.0, help="the fake upstream's latency per call")
     parser.add_argument("--stream-calls", type=int, default=50)
     parser.add_argument("--otlp-spans", type=int, default=50_000, help="0 skips the OTLP ingest figure")

@@ -1,7 +1,7 @@
 """OTLP ingest throughput: spans/s from the first request until every span is queryable in SQLite.
 
-The OTLP routes are served by uvicorn in a process of their own (as the gateway runs apart from
-the apps that export to it). Realistic GenAI spans (traces of one agent span and three chat
+The gateway's app with its OTLP routes is served by uvicorn in a process of their own (as the
+gateway runs apart from the apps that export to it). Realistic GenAI spans (traces of one agent span and three chat
 spans, each chat carrying about 1 KB of input and output messages, tokens, model, parameters)
 are encoded beforehand as protobuf batches of 512 spans, as the SDK's BatchSpanProcessor sends
 them, and posted by a few concurrent senders over keep-alive connections. A request is answered
@@ -105,12 +105,14 @@ def make_bodies(spans: list[Span], batch: int) -> list[bytes]:
 
 
 def app() -> Any:
-    """The app uvicorn serves (a factory, so that several worker processes can each build one)."""
-    from starlette.applications import Starlette
-
+    """The app uvicorn serves: the gateway's, as ``looplab gateway`` builds it (a factory, so that
+    several worker processes can each build one)."""
+    from looplab.gateway.app import create_app
+    from looplab.gateway.settings import GatewaySettings
     from looplab.otlp.http import otlp_routes
 
-    return Starlette(routes=otlp_routes(os.environ["LOOPLAB_BENCH_OTLP_URL"]))
+    url = os.environ["LOOPLAB_BENCH_OTLP_URL"]
+    return create_app(GatewaySettings(database_url=url), otlp_routes(url))
 
 
 def _serve(url: str, port: int, workers: int) -> None:
