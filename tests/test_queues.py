@@ -312,6 +312,24 @@ def test_a_rule_backfills_a_sample_and_picks_up_new_traces(db_url: str) -> None:
     assert queues.get_queue(db_url, queue.id).items == 12
 
 
+def test_a_rule_waits_for_traces_as_long_as_the_longest_one_so_a_late_row_is_not_missed(db_url: str) -> None:
+    add_configs(db_url)
+    history(db_url, 3)
+    insert_traces(db_url, [trace("agent-run-0", NOW - timedelta(hours=2), 6 * 60_000)])  # agents here take minutes
+    queue = queues.create_queue(db_url, "Everything", score_configs=["correctness"])
+    rule, added = rules.create_rule(db_url, queue.id, "all", TraceFilter(), 1.0, now=NOW)
+    assert added == 4
+    insert_traces(db_url, [trace("quick", NOW, 500)])
+    # Three minutes on, "quick" is past the two minutes of settling, but an agent run that started
+    # before it could still be running: the rule waits.
+    assert rules.run_rule(db_url, rule.id, now=NOW + timedelta(minutes=3)) == 0
+    # That run ends five minutes after it started, and only then is its row written.
+    insert_traces(db_url, [trace("agent-run-1", NOW - timedelta(minutes=1), 5 * 60_000)])
+    assert rules.run_rule(db_url, rule.id, now=NOW + timedelta(minutes=20)) == 2
+    items, _ = queues.list_items(db_url, queue.id, limit=10)
+    assert {"agent-run-1", "quick"} <= {i.trace_id for i in items}
+
+
 def test_a_rule_stratifies_so_every_value_is_represented(db_url: str) -> None:
     add_configs(db_url)
     names = ["support-chat"] * 30 + ["refund"] * 3 + ["escalation"]

@@ -3,8 +3,8 @@
 A rule has a filter (the trace attributes of a ``TraceFilter``: names, models, tags, users,
 releases, statuses...), a sampling rate and optionally a field to stratify by. It walks traces in
 start order from where it last stopped, so one run backfills the traces already stored and later
-runs pick up new ones; it stays a couple of minutes behind now, because a trace's row is written
-when it finishes.
+runs pick up new ones; it stays a couple of minutes behind now, plus the longest trace's length
+(at most an hour), because a trace's row is written when it finishes.
 
 Sampling is exact and repeatable, not a coin toss: within each stratum (each value of the
 stratify field; one stratum when there is none) the rule takes a trace whenever the number taken
@@ -30,6 +30,9 @@ from looplab.store.models import AnnotationQueue, QueueItem, QueueRule, Span, Tr
 from looplab.store.types import utcnow
 
 SETTLE = timedelta(minutes=2)  # traces younger than this may still be being written
+# A trace's row is written when it finishes: a rule also stays the longest trace's length behind,
+# up to this (a trace longer than that, stored after the rule passed its start, is not sampled).
+MAX_TRACE_WAIT = timedelta(hours=1)
 BATCH = 5_000
 
 # Fields a rule can stratify by, with the label the app shows.
@@ -164,7 +167,8 @@ def run_rule(url: str, rule_id: int, now: datetime | None = None, batch: int = B
     queues nothing twice. Returns how many traces were queued. A paused rule, or a rule of an
     archived queue, queues nothing and keeps its cursor: resumed (or unarchived), it catches up."""
     now = now or utcnow()
-    horizon = now - SETTLE
+    with read_session(url) as session:
+        horizon = settled_before(session, now)
     added = 0
     while True:
         with write_session(url) as session:
@@ -202,6 +206,14 @@ def run_rule(url: str, rule_id: int, now: datetime | None = None, batch: int = B
             added += len(take)
             if len(rows) < batch:
                 return added
+
+
+def settled_before(session: Any, now: datetime) -> datetime:
+    """Rules sample traces that started before this moment: ``SETTLE`` before ``now``, and
+    further back by the longest trace stored (at most ``MAX_TRACE_WAIT``), so that a trace still
+    running when the rule reaches its start time is not passed over (its row comes at its end)."""
+    longest = session.scalar(select(func.max(Trace.duration_ms)))  # one seek on the duration index
+    return now - SETTLE - min(timedelta(milliseconds=float(longest or 0)), MAX_TRACE_WAIT)
 
 
 def _stratum_column(field: str | None) -> Any:
