@@ -330,6 +330,18 @@ def test_a_rule_waits_for_traces_as_long_as_the_longest_one_so_a_late_row_is_not
     assert {"agent-run-1", "quick"} <= {i.trace_id for i in items}
 
 
+def test_the_model_stratum_is_the_model_of_the_first_llm_call(db_url: str) -> None:
+    add_configs(db_url)
+    routed = trace("routed", NOW - timedelta(hours=1), 3000, model="zeta-router")
+    routed["spans"].append({"span_id": "routed-answer", "kind": "llm", "name": "chat", "model": "alpha-large",
+                            "start_time": NOW - timedelta(hours=1) + timedelta(seconds=1),
+                            "end_time": NOW - timedelta(hours=1) + timedelta(seconds=2)})
+    insert_traces(db_url, [routed])
+    queue = queues.create_queue(db_url, "By model", score_configs=["correctness"])
+    rule, _ = rules.create_rule(db_url, queue.id, "models", TraceFilter(), 1.0, stratify_by="model", now=NOW)
+    assert set(rule.strata) == {"zeta-router"}  # first called, though "alpha-large" sorts first
+
+
 def test_a_rule_stratifies_so_every_value_is_represented(db_url: str) -> None:
     add_configs(db_url)
     names = ["support-chat"] * 30 + ["refund"] * 3 + ["escalation"]

@@ -220,8 +220,8 @@ def _stratum_column(field: str | None) -> Any:
     if field is None:
         return literal("").label("stratum")
     if field == "model":
-        return (select(func.min(Span.model)).where(Span.trace_id == Trace.id, Span.model.is_not(None))
-                .scalar_subquery().label("stratum"))
+        return (select(Span.model).where(Span.trace_id == Trace.id, Span.model.is_not(None))
+                .order_by(Span.start_time, Span.id).limit(1).scalar_subquery().label("stratum"))
     return getattr(Trace, field).label("stratum")
 
 

@@ -352,7 +352,9 @@ class Annotation(Base):
     or an admin's adjudication of disagreeing labels (the value used downstream).
 
     ``values_json`` maps score config names to the values given; the same values are also written
-    as ``scores`` rows (source ``human``) so Monitoring and the trace detail see them.
+    as ``scores`` rows (source ``human``) so Monitoring and the trace detail see them, until an
+    admin adjudicates a score name: the ruling's row then replaces the annotators' rows for it
+    (their annotations stay, for agreement).
     """
 
     __tablename__ = "annotations"
