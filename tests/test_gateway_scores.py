@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx2
@@ -11,6 +13,7 @@ import pytest
 import looplab
 from looplab.monitoring import metrics
 from looplab.store.filters import TraceFilter
+from looplab.store.ingest import insert_traces
 from looplab.tracing import runtime
 from tests.fakes.llm_server import FakeLLM
 from tests.stored import stored_scores, stored_spans, stored_traces
@@ -81,6 +84,22 @@ def test_a_score_for_a_trace_stored_by_another_process(gateway: Gateway, db_url:
         pass
     assert looplab.flush()
     assert _post(gateway, {"trace_id": recorded.trace_id, "name": "thumbs", "value": 0}).status_code == 201
+
+
+def test_a_score_for_a_trace_another_worker_is_still_writing(gateway: Gateway, db_url: str) -> None:
+    # Another gateway worker recorded the trace; its writer stores it a moment after the app,
+    # quick with its feedback, posts the score.
+    trace_id = "0" * 20 + "f" * 12
+    later = threading.Timer(0.3, insert_traces, args=(db_url, [{
+        "trace_id": trace_id, "name": "chat", "start_time": datetime.now(timezone.utc), "spans": []}]))
+    later.start()
+    try:
+        answer = _post(gateway, {"trace_id": trace_id, "name": "thumbs", "value": 1})
+    finally:
+        later.join()
+    assert answer.status_code == 201
+    assert looplab.flush()
+    assert [s["trace_id"] for s in stored_scores(db_url)] == [trace_id]
 
 
 @pytest.mark.parametrize(("payload", "message"), [

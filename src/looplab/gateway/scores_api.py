@@ -121,6 +121,27 @@ def stored_trace_has(database_url: str, trace_id: str, span_id: str | None) -> t
         return True, span is not None
 
 
+# Another gateway process (``--workers``), or an app's own writer, may have recorded the trace a
+# moment ago and still hold it in its queue (written every 0.1 s by default): look again for
+# about a second before answering 404.
+_LOOK_AGAIN_AFTER = (0.05, 0.1, 0.2, 0.3, 0.4)
+
+
+async def _find_stored(database_url: str, score: ScoreInput) -> tuple[bool, bool]:
+    """Whether the score's trace (and span) are stored, waiting a little for a trace just recorded."""
+    for pause in (*_LOOK_AGAIN_AFTER, None):
+        try:
+            trace_found, span_found = await anyio.to_thread.run_sync(
+                stored_trace_has, database_url, score.trace_id, score.span_id)
+        except (StoreError, SQLAlchemyError) as err:
+            raise GatewayError(503, f"the database cannot be read to find the trace: {err}",
+                               "storage_unavailable") from None
+        if (trace_found and span_found) or pause is None:
+            return trace_found, span_found
+        await anyio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def score_routes(database_url: str, recent: RecentTraces) -> list[Route]:
     """The ``POST /api/scores`` route, recording into ``database_url``."""
 
@@ -132,12 +153,7 @@ def score_routes(database_url: str, recent: RecentTraces) -> list[Route]:
         if recent_span is not None:
             trace_found, span_found = True, score.span_id in (None, recent_span)
         else:
-            try:
-                trace_found, span_found = await anyio.to_thread.run_sync(
-                    stored_trace_has, database_url, score.trace_id, score.span_id)
-            except (StoreError, SQLAlchemyError) as err:
-                raise GatewayError(503, f"the database cannot be read to find the trace: {err}",
-                                   "storage_unavailable") from None
+            trace_found, span_found = await _find_stored(database_url, score)
         if not trace_found:
             raise GatewayError(404, f"no trace {score.trace_id!r}: scores attach to recorded traces.", "not_found")
         if not span_found:
