@@ -62,9 +62,10 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def serve(settings: GatewaySettings, extra_routes: list[Any] | None = None) -> Iterator[Gateway]:
+def serve(settings: GatewaySettings, extra_routes: list[Any] | None = None,
+          tracing: Settings | None = None) -> Iterator[Gateway]:
     """Run the gateway app until the block ends (the server's lifespan included)."""
-    app = create_app(settings, extra_routes or (), tracing=Settings(flush_interval=0.02))
+    app = create_app(settings, extra_routes or (), tracing=tracing or Settings(flush_interval=0.02))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -685,3 +686,43 @@ def test_an_http_proxy_from_the_environment_carries_upstream_calls(fake_llm: Fak
     assert reply.choices[0].message.content == "via the proxy"
     # A proxy is asked for the whole URL.
     assert received[0].startswith(b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1")
+
+
+# --- redaction ------------------------------------------------------------------------------------------
+
+
+def test_looplab_redact_masks_what_the_proxy_and_the_otlp_ingest_store(fake_llm: FakeLLM, db_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from looplab.config import settings_from_env
+    from looplab.otlp.http import otlp_routes
+    from tests import otlp_builders as otlp
+
+    monkeypatch.setenv("LOOPLAB_REDACT", "tests.redaction_hooks:mask_emails")
+    tracing = settings_from_env().with_changes(flush_interval=0.02)
+    settings = _settings(fake_llm, db_url)
+    with serve(settings, otlp_routes(db_url, redact=tracing.redact), tracing=tracing) as gateway:
+        reply = gateway.openai().chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "I am ada@example.com"}])
+        exported = otlp.new_trace_id()
+        body = otlp.request(otlp.span(exported, otlp.new_span_id(), "chat", attributes=otlp.genai_chat_attributes(
+            question="Write to bob@example.org please"))).SerializeToString()
+        assert httpx2.post(gateway.url + "/v1/traces", content=body,
+                           headers={"content-type": "application/x-protobuf"}).status_code == 200
+    assert reply.choices[0].message.content == "Echo: I am ada@example.com"  # the caller's answer is untouched
+    assert looplab.flush()
+    stored = {s["trace_id"]: s for s in stored_spans(db_url)}
+    assert len(stored) == 2
+    text = json.dumps([s["input_json"] for s in stored.values()] + [s["output_json"] for s in stored.values()])
+    assert "@example" not in text and text.count("[email]") >= 3
+
+
+def test_a_looplab_redact_that_cannot_be_loaded_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from looplab.config import settings_from_env
+    from looplab.errors import ConfigError
+
+    for spec, message in (("tests.redaction_hooks", "must name a function as package.module:function"),
+                          ("tests.no_such_module:scrub", "cannot import 'tests.no_such_module'"),
+                          ("tests.redaction_hooks:NOT_A_FUNCTION", "has no function 'NOT_A_FUNCTION'")):
+        monkeypatch.setenv("LOOPLAB_REDACT", spec)
+        with pytest.raises(ConfigError, match=message):
+            settings_from_env()

@@ -6,6 +6,8 @@ machine; ``looplab.configure(...)`` overrides them in process.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -67,10 +69,34 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+@functools.lru_cache(maxsize=8)
+def load_redactor(spec: str) -> Redactor:
+    """The function ``spec`` names, as ``package.module:function``: the redact hook of processes
+    configured by environment (``LOOPLAB_REDACT``), such as ``looplab gateway``.
+
+    Raises ``ConfigError`` saying what is wrong when it cannot be imported or is not callable.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"LOOPLAB_REDACT={spec!r} must name a function as package.module:function, "
+                          "e.g. myapp.privacy:scrub.")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # any import failure of the user's module is reported the same way
+        raise ConfigError(f"LOOPLAB_REDACT: cannot import {module_name!r} ({type(err).__name__}: {err}); "
+                          "is it on the Python path of this process?") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ConfigError(f"LOOPLAB_REDACT: {module_name!r} has no function {attribute!r}.")
+    return function  # type: ignore[no-any-return]
+
+
 def settings_from_env() -> Settings:
     """Build settings from ``LOOPLAB_*`` environment variables, defaults elsewhere."""
+    redact = os.environ.get("LOOPLAB_REDACT") or None
     return Settings(
         database_url=os.environ.get("LOOPLAB_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redact=load_redactor(redact) if redact else None,
         sample_rate=_float_env("LOOPLAB_SAMPLE_RATE", 1.0),
         environment=os.environ.get("LOOPLAB_ENVIRONMENT") or None,
         release=os.environ.get("LOOPLAB_RELEASE") or None,

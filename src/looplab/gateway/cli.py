@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from looplab.cli_options import DbOption
-from looplab.config import DEFAULT_DATABASE_URL
+from looplab.config import DEFAULT_DATABASE_URL, settings_from_env
 from looplab.errors import ConfigError, StoreError
 from looplab.gateway.settings import (
     ANTHROPIC_BASE_URL,
@@ -45,7 +45,8 @@ def _extra_routes(settings: GatewaySettings, otlp_max_body_bytes: int) -> Sequen
         return ()
     from looplab.otlp.http import otlp_routes
 
-    return otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes)
+    # LOOPLAB_REDACT's hook, as the proxy's recording applies it.
+    return otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes, redact=settings_from_env().redact)
 
 
 def worker_app() -> Any:

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from looplab.config import Redactor
 from looplab.errors import StoreError
 from looplab.otlp.decode import (
     JSON,
@@ -54,10 +55,12 @@ class ExportResult:
     message: str
 
 
-def otlp_routes(database_url: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> list[Route]:
+def otlp_routes(database_url: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                redact: Redactor | None = None) -> list[Route]:
     """Starlette routes serving OTLP/HTTP trace export (``POST /v1/traces``) into ``database_url``.
 
-    ``max_body_bytes`` bounds a request body, both as received and once decompressed.
+    ``max_body_bytes`` bounds a request body, both as received and once decompressed; spans'
+    inputs and outputs go through ``redact`` before they are stored.
     """
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
@@ -69,7 +72,7 @@ def otlp_routes(database_url: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
             gzipped = check_encoding(request.headers.get("content-encoding"))
             body = await read_body(request, max_body_bytes)
             # Decoding, mapping and storing hold the GIL or wait on the database: off the event loop.
-            result = await run_in_threadpool(export, database_url, body, encoding, gzipped, max_body_bytes)
+            result = await run_in_threadpool(export, database_url, body, encoding, gzipped, max_body_bytes, redact)
         except PayloadError as err:
             log.info("looplab: OTLP export refused (%d): %s", err.status, err.message)
             return _status_response(err.status, err.message, encoding)
@@ -104,7 +107,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def export(database_url: str, body: bytes, encoding: str, gzipped: bool,
-           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ExportResult:
+           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, redact: Redactor | None = None) -> ExportResult:
     """Decode, map and store one export request body (blocking).
 
     Raises ``PayloadError`` when the body cannot be read at all (nothing is stored) and
@@ -114,7 +117,7 @@ def export(database_url: str, body: bytes, encoding: str, gzipped: bool,
         body = gunzip(body, max_body_bytes)
     decoded = decode(body, encoding)
     mapped = map_request(decoded.request, decoded.id_errors)
-    stored = store_spans(database_url, mapped.spans)
+    stored = store_spans(database_url, mapped.spans, redact)
     reasons = mapped.rejected + stored.rejected
     problems = reasons + stored.problems
     message = ""

@@ -33,13 +33,14 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from looplab.config import Redactor
 from looplab.errors import StoreError
 from looplab.explorer.traces import refresh_indexed_traces
 from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import get_engine
 from looplab.tracing.payloads import dump_json
-from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc
+from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc, payload_json
 from looplab.tracing.writer import (
     Checkpointer,
     insert_rows,
@@ -65,11 +66,13 @@ class StoreResult:
     problems: list[str] = field(default_factory=list)
 
 
-def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
+def store_spans(url: str, spans: list[MappedSpan], redact: Redactor | None = None) -> StoreResult:
     """Store ``spans`` and upsert their traces in one transaction.
 
-    A span the database refuses is rejected on its own (the batch is retried span by span, each
-    in a savepoint). Raises ``StoreError`` when the database cannot be written at all.
+    Inputs and outputs go through ``redact`` (the user's hook, as for spans recorded in code)
+    before they are stored. A span the database refuses is rejected on its own (the batch is
+    retried span by span, each in a savepoint). Raises ``StoreError`` when the database cannot be
+    written at all.
     """
     result = StoreResult()
     if not spans:
@@ -80,7 +83,7 @@ def store_spans(url: str, spans: list[MappedSpan]) -> StoreResult:
     # SqliteTime caches the formatted second: one per call, as requests run on several threads.
     to_db = SqliteTime() if is_sqlite else naive_utc
     resources: dict[int, str] = {}
-    rows = [_span_row(span, to_db, resources) for span in spans]
+    rows = [_span_row(span, to_db, resources, redact) for span in spans]
     try:
         with _database_lock(url) if is_sqlite else nullcontext():
             try:
@@ -177,11 +180,13 @@ def _attributes_json(span: MappedSpan, resources: dict[int, str]) -> str | None:
     return f"{text[:-1]},{tail}" if text and text != "{}" else "{" + tail
 
 
-def _span_row(span: MappedSpan, to_db: Any, resources: dict[int, str]) -> tuple[Any, ...]:
-    """The span as a row tuple in ``looplab.tracing.rows.SPAN_COLUMNS`` order; payloads masked."""
+def _span_row(span: MappedSpan, to_db: Any, resources: dict[int, str], redact: Redactor | None) -> tuple[Any, ...]:
+    """The span as a row tuple in ``looplab.tracing.rows.SPAN_COLUMNS`` order; payloads masked
+    (and redacted)."""
     return (
         span.trace_id, span.span_id, span.parent_id, span.kind, span.name, to_db(span.start_ns), to_db(span.end_ns),
-        span.duration_ms, dump_json(span.input), dump_json(span.output), span.provider, span.model,
+        span.duration_ms, payload_json(span.input, redact)[0], payload_json(span.output, redact)[0], span.provider,
+        span.model,
         dump_json(span.params) if span.params else None, span.finish_reason, span.input_tokens, span.output_tokens,
         span.cached_tokens, span.cost_usd, span.pricing_source, span.ttft_ms, span.status, span.error,
         _attributes_json(span, resources),

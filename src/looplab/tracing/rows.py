@@ -100,6 +100,22 @@ class _Totals:
         self.cost: float | None = None
 
 
+def payload_json(value: Any, redact: Callable[[Any], Any] | None) -> tuple[str | None, bool]:
+    """A payload as stored JSON, through the user's ``redact`` function when there is one, and
+    whether that function raised (the payload is then stored as ``REDACTION_FAILED``, never as
+    it was). Secrets are masked either way."""
+    if value is None:
+        return None, False
+    if redact is None:
+        return dump_json(value), False
+    try:
+        # Masked again afterwards: the user's function may return new objects.
+        return dump_json(redact(to_storable(value))), False
+    except Exception:
+        log.exception("looplab: the redact function raised; the payload is not stored")
+        return dump_json(REDACTION_FAILED), True
+
+
 class RowBuilder:
     """Converts records to rows; keeps each open trace's running totals until its root arrives."""
 
@@ -110,17 +126,9 @@ class RowBuilder:
         self.redaction_failures = 0
 
     def _payload(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if self._redact is None:
-            return dump_json(value)
-        try:
-            # Masked again afterwards: the user's function may return new objects.
-            return dump_json(self._redact(to_storable(value)))
-        except Exception:
-            self.redaction_failures += 1
-            log.exception("looplab: the redact function raised; the payload is not stored")
-            return dump_json(REDACTION_FAILED)
+        text, failed = payload_json(value, self._redact)
+        self.redaction_failures += failed
+        return text
 
     def add(self, record: SpanRecord | ScoreRecord, rows: Rows) -> None:
         """Append the rows for one record."""
