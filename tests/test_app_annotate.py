@@ -72,6 +72,14 @@ def annotate(**query: str) -> AppTest:
     return at
 
 
+def on_page(page: str) -> AppTest:
+    """The app run once, then switched to ``app_pages/<page>.py``."""
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
 def button(at: AppTest, label: str):  # noqa: ANN201 - AppTest's element type
     return next(b for b in at.button if b.label == label)
 
@@ -261,9 +269,7 @@ def test_needs_attention_sends_a_selection_to_a_queue(annotated: tuple[str, queu
     failed = chat_trace(4)
     failed.update(status="error", error="RateLimitError 429")
     insert_traces(url, [failed])
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.switch_page("app_pages/monitoring.py").run()
+    at = on_page("monitoring")
     at.session_state["mon_attention"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     button(at, "Send 1 selected to the queue").click().run()
@@ -275,9 +281,7 @@ def test_needs_attention_sends_a_selection_to_a_queue(annotated: tuple[str, queu
 def test_the_trace_list_sends_its_whole_filter_to_a_queue(annotated: tuple[str, queues.QueueView]) -> None:
     url, _ = annotated
     everything = queues.create_queue(url, "Everything", score_configs=["correctness"])
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.switch_page("app_pages/traces.py").run()
+    at = on_page("traces")
     button(at, "Add all 3 traces of this filter").click().run()
     assert not at.exception
     assert any("Added 3 traces to Everything" in s.value for s in at.success)
@@ -287,9 +291,7 @@ def test_the_trace_list_sends_its_whole_filter_to_a_queue(annotated: tuple[str, 
 def test_the_trace_list_sends_every_search_match_to_a_queue(annotated: tuple[str, queues.QueueView]) -> None:
     url, _ = annotated
     searched = queues.create_queue(url, "Searched", score_configs=["correctness"])
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.switch_page("app_pages/traces.py").run()
+    at = on_page("traces")
     at.text_input(key="trc_q").set_value("parcel").run()
     at.selectbox(key="trc_size").set_value(25).run()
     at.selectbox(key="trc_queue_search_queue").set_value("Searched")
@@ -325,9 +327,7 @@ def test_the_score_configs_page_creates_a_boolean_and_a_free_text_config(db_url:
     from looplab.annotation.score_configs import get_score_config, score_value  # noqa: PLC0415
 
     monkeypatch.setenv("LOOPLAB_DATABASE_URL", db_url)
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.switch_page("app_pages/score_configs.py").run()
+    at = on_page("score_configs")
     at.segmented_control(key="sc_new_type").set_value("boolean").run()
     assert "Yes or no; stored as 1 or 0." in texts(at)
     at.text_input(key="sc_new_name").input("resolved")

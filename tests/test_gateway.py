@@ -638,6 +638,18 @@ def test_a_gzipped_upstream_answer_reaches_the_caller_and_the_trace_decoded(fake
     assert span["output_json"]["content"] == "zipped hello" and span["output_tokens"] == 2
 
 
+def _a_broken_stream(gateway: Gateway, db_url: str) -> dict[str, Any]:
+    """Read a streamed call that breaks off: the caller sees an error; returns the error span stored."""
+    stream = gateway.openai().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    span = streamed_span(db_url)
+    assert span["status"] == "error"
+    return span
+
+
 def test_a_stream_the_upstream_breaks_off_is_an_error_span(fake_llm: FakeLLM, db_url: str) -> None:
     chunk = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,' \
             b'"delta":{"role":"assistant","content":"half"},"finish_reason":null}]}\n\n'
@@ -645,26 +657,16 @@ def test_a_stream_the_upstream_breaks_off_is_an_error_span(fake_llm: FakeLLM, db
               + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")  # then the connection closes mid-stream
     with raw_upstream(answer) as upstream, serve(replace(_settings(fake_llm, db_url),
                                                           openai_base_url=upstream + "/v1")) as gateway:
-        stream = gateway.openai().chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
-        with pytest.raises(openai.APIError):
-            for _ in stream:
-                pass
-    span = streamed_span(db_url)
-    assert span["status"] == "error" and "the upstream stream broke off" in span["error"]
+        span = _a_broken_stream(gateway, db_url)
+    assert "the upstream stream broke off" in span["error"]
 
 
 def test_a_stream_silent_past_its_limit_is_an_error_span(fake_llm: FakeLLM, db_url: str) -> None:
     with serve(_settings(fake_llm, db_url, stream_read_timeout=0.2)) as gateway:
         fake_llm.chunk_delay = 1.0
         fake_llm.enqueue(Reply(text="too slow"))
-        stream = gateway.openai().chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
-        with pytest.raises(openai.APIError):
-            for _ in stream:
-                pass
-    span = streamed_span(db_url)
-    assert span["status"] == "error" and "ReadTimeout" in span["error"]
+        span = _a_broken_stream(gateway, db_url)
+    assert "ReadTimeout" in span["error"]
 
 
 def test_an_http_proxy_from_the_environment_carries_upstream_calls(fake_llm: FakeLLM, db_url: str,

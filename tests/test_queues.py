@@ -380,6 +380,8 @@ def test_a_paused_rule_catches_up_when_resumed(db_url: str) -> None:
     rules.set_rule_enabled(db_url, rule.id, False)
     history(db_url, 5)
     assert rules.run_rules(db_url, now=NOW) == {}
+    assert rules.run_rule(db_url, rule.id, now=NOW) == 0  # run by id, too
+    assert queues.get_queue(db_url, queue.id).items == 0
     rules.set_rule_enabled(db_url, rule.id, True)
     assert rules.run_rules(db_url, now=NOW) == {"all": 5}
     with read_session(db_url) as session:
@@ -397,16 +399,6 @@ def test_rules_of_an_archived_queue_stop_filling_it_and_catch_up_when_it_is_back
     assert queues.get_queue(db_url, queue.id).items == 0
     queues.archive_queue(db_url, queue.id, archived=False)
     assert rules.run_rules(db_url, now=NOW) == {"all": 5}
-
-
-def test_a_paused_rule_run_by_id_queues_nothing(db_url: str) -> None:
-    add_configs(db_url)
-    queue = queues.create_queue(db_url, "Paused by id", score_configs=["correctness"])
-    rule, _ = rules.create_rule(db_url, queue.id, "all", TraceFilter(), 1.0, now=NOW - timedelta(hours=6))
-    rules.set_rule_enabled(db_url, rule.id, False)
-    history(db_url, 3)
-    assert rules.run_rule(db_url, rule.id, now=NOW) == 0
-    assert queues.get_queue(db_url, queue.id).items == 0
 
 
 def test_queue_forms_offer_active_configs_and_a_queue_keeps_an_archived_one(db_url: str) -> None:
