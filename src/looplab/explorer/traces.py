@@ -641,16 +641,22 @@ def refresh_indexed_traces(conn: Connection, trace_ids: Sequence[str]) -> int:
     if conn.dialect.name != "sqlite" or not trace_ids or not conn.execute(text(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'trace_search'")).scalar():
         return 0
-    ids = ", ".join("?" * len(trace_ids))
-    indexed = [row[0] for row in conn.exec_driver_sql(
-        f"SELECT rowid FROM trace_search WHERE rowid IN (SELECT rowid FROM traces WHERE id IN ({ids}))",
-        tuple(trace_ids))]
-    if not indexed:
-        return 0
-    rowids = ", ".join(str(int(r)) for r in indexed)
-    conn.exec_driver_sql(f"DELETE FROM trace_search WHERE rowid IN ({rowids})")
-    conn.exec_driver_sql(_index_sql(f"t.rowid IN ({rowids})"))
-    return len(indexed)
+    refreshed = 0
+    for start in range(0, len(trace_ids), _REFRESH_CHUNK):
+        chunk = tuple(trace_ids[start:start + _REFRESH_CHUNK])
+        indexed = [row[0] for row in conn.exec_driver_sql(
+            "SELECT rowid FROM trace_search WHERE rowid IN "
+            f"(SELECT rowid FROM traces WHERE id IN ({', '.join('?' * len(chunk))}))", chunk)]
+        if indexed:
+            rowids = ", ".join(str(int(r)) for r in indexed)
+            conn.exec_driver_sql(f"DELETE FROM trace_search WHERE rowid IN ({rowids})")
+            conn.exec_driver_sql(_index_sql(f"t.rowid IN ({rowids})"))
+            refreshed += len(indexed)
+    return refreshed
+
+
+# Trace ids bound per query there: SQLite before 3.32 binds at most 999 values a statement.
+_REFRESH_CHUNK = 500
 
 
 def update_search_index(url: str, *, pause: float = 0.5) -> int:

@@ -272,9 +272,20 @@ def _upsert_sql(conn: Connection, mode: str) -> str:
     return sql
 
 
-def _in_list(conn: Connection, count: int) -> str:
+# Trace ids bound per query: SQLite before 3.32 takes at most 999 values, and an export of 16 MB
+# can name tens of thousands of traces.
+_IDS_PER_QUERY = 500
+
+
+def _rows_for_traces(conn: Connection, sql: str, ids: tuple[str, ...]) -> list[Any]:
+    """The rows of ``sql`` (its ``{ids}`` is the ``IN`` list) for ``ids``, asked for a few hundred
+    ids at a time; rows of one trace come from one query."""
     marker = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
-    return f"({', '.join([marker] * count)})"
+    rows: list[Any] = []
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start:start + _IDS_PER_QUERY]
+        rows += conn.exec_driver_sql(sql.format(ids=f"({', '.join([marker] * len(chunk))})"), chunk).all()
+    return rows
 
 
 def _moment(value: Any) -> datetime:
@@ -286,8 +297,8 @@ def _fresh_traces(conn: Connection, spans: list[MappedSpan]) -> set[str]:
     """The traces of ``spans`` with no span stored yet (read before inserting, under the lock that
     keeps other writers of these traces out): their totals are those of the batch alone."""
     ids = tuple(sorted({s.trace_id for s in spans}))
-    stored = {row[0] for row in conn.exec_driver_sql(
-        f"SELECT DISTINCT trace_id FROM spans WHERE trace_id IN {_in_list(conn, len(ids))}", ids)}
+    stored = {row[0] for row in _rows_for_traces(conn, "SELECT DISTINCT trace_id FROM spans WHERE trace_id IN {ids}",
+                                                 ids)}
     return set(ids) - stored
 
 
@@ -308,8 +319,8 @@ def _sum(values: Iterable[Any]) -> Any:
     return sum(present) if present else None
 
 
-def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[Any, ...]],
-                   fresh: set[str] = frozenset(), problems: list[str] | None = None) -> None:  # type: ignore[assignment]
+def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[Any, ...]], *,
+                   fresh: set[str], problems: list[str] | None = None) -> None:
     """Rebuild the ``traces`` rows of the traces ``spans`` belong to, from all their stored spans.
 
     ``rows`` are the spans' row tuples (their payloads already serialised and masked). The totals
@@ -327,19 +338,18 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
     if tag_rows:
         insert_rows(conn, "tags", tag_rows)
         tagged = tuple(sorted({t for t, _ in tag_rows}))
-        for trace_id, tag in conn.exec_driver_sql(
-                f"SELECT trace_id, tag FROM trace_tags WHERE trace_id IN {_in_list(conn, len(tagged))} ORDER BY tag",
-                tagged):
+        for trace_id, tag in _rows_for_traces(
+                conn, "SELECT trace_id, tag FROM trace_tags WHERE trace_id IN {ids} ORDER BY tag", tagged):
             tags.setdefault(trace_id, []).append(tag)
     by_mode: dict[str, list[tuple[Any, ...]]] = {ROOT_IN_BATCH: [], ROOT_STORED: [], NO_ROOT: []}
     totals = [(trace_id, *_batch_totals(rows, by_trace[trace_id])) for trace_id in ids if trace_id in fresh]
     stored = tuple(trace_id for trace_id in ids if trace_id not in fresh)
     if stored:
-        totals += conn.exec_driver_sql(
-            "SELECT trace_id, count(*), sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), sum(input_tokens), "
+        totals += _rows_for_traces(
+            conn, "SELECT trace_id, count(*), sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), sum(input_tokens), "
             "sum(output_tokens), sum(cost_usd), min(start_time), max(end_time), "
-            "max(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) FROM spans "
-            f"WHERE trace_id IN {_in_list(conn, len(stored))} GROUP BY trace_id", stored).all()
+            "max(CASE WHEN parent_id IS NULL THEN 1 ELSE 0 END) FROM spans WHERE trace_id IN {ids} GROUP BY trace_id",
+            stored)
     for trace_id, count, errors, input_tokens, output_tokens, cost, start, end, has_root in totals:
         indexes = by_trace[trace_id]
         batch = [spans[i] for i in indexes]
