@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import httpx2
@@ -62,7 +61,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             response = await session.request(
                 request.method, str(request.url), headers=headers, data=request.content, timeout=timeout,
                 allow_redirects=False, skip_auto_headers=_NOT_ADDED, compress=None)
-        except Exception as err:
+        except _FAILURES as err:
             raise _httpx_error(err, request, connecting=True) from err
         return httpx2.Response(
             response.status, headers=list(response.raw_headers), stream=_Body(response, request), request=request,
@@ -87,7 +86,7 @@ class _Body(httpx2.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except Exception as err:
+        except _FAILURES as err:
             raise _httpx_error(err, self._request, connecting=False) from err
 
     async def aclose(self) -> None:
@@ -95,8 +94,12 @@ class _Body(httpx2.AsyncByteStream):
         self._response.release()
 
 
-def _httpx_error(err: Exception, request: httpx2.Request, connecting: bool) -> Exception:
-    """``err`` (from aiohttp or asyncio) as the httpx2 exception httpx2's own transport raises."""
+# What aiohttp raises when the upstream cannot be reached or read (its timeouts are asyncio's too).
+_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _httpx_error(err: BaseException, request: httpx2.Request, connecting: bool) -> httpx2.TransportError:
+    """``err`` (one of ``_FAILURES``) as the httpx2 exception httpx2's own transport raises."""
     message = str(err) or type(err).__name__
     if isinstance(err, aiohttp.ConnectionTimeoutError):
         return httpx2.ConnectTimeout(message, request=request)
@@ -106,7 +109,5 @@ def _httpx_error(err: Exception, request: httpx2.Request, connecting: bool) -> E
         return httpx2.ConnectError(message, request=request)
     if isinstance(err, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
         return httpx2.RemoteProtocolError(message, request=request)
-    if isinstance(err, (aiohttp.ClientError, OSError)):
-        error: type[Any] = httpx2.ConnectError if connecting else httpx2.ReadError
-        return error(message, request=request)
-    return err
+    error: type[httpx2.TransportError] = httpx2.ConnectError if connecting else httpx2.ReadError
+    return error(message, request=request)
