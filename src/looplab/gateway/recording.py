@@ -10,8 +10,6 @@ the same call through ``wrap_openai`` make the same span.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 import time
@@ -256,24 +254,9 @@ def extract_openai_responses(record: SpanRecord, exchange: Exchange, request: di
 def extract_openai_embeddings(record: SpanRecord, exchange: Exchange, request: dict[str, Any]) -> None:
     """``POST /v1/embeddings``: the count and size of the vectors, never the vectors."""
     response = _json(exchange.body) if exchange.status is not None and exchange.status < 400 else None
-    digest = _embeddings_digest(response) if isinstance(response, dict) else None
+    digest = openai_spans._digest_embeddings(response) if isinstance(response, dict) else None
     _call(record, exchange, request, _never, digest)
     openai_spans._extract_embeddings(record)
-
-
-def _embeddings_digest(response: dict[str, Any]) -> dict[str, Any]:
-    data = response.get("data") or []
-    first = data[0].get("embedding") if data and isinstance(data[0], dict) else None
-    dimensions: int | None = None
-    if isinstance(first, list):
-        dimensions = len(first)
-    elif isinstance(first, str):  # the SDKs ask for base64-packed float32 by default
-        try:
-            dimensions = len(base64.b64decode(first)) // 4
-        except (binascii.Error, ValueError):
-            dimensions = None
-    return {"model": response.get("model"), "count": len(data), "dimensions": dimensions,
-            "usage": response.get("usage")}
 
 
 def extract_anthropic_messages(record: SpanRecord, exchange: Exchange, request: dict[str, Any]) -> None:

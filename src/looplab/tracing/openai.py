@@ -7,6 +7,8 @@ Traced: ``chat.completions.create`` and ``.parse``, ``responses.create`` and ``e
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, TypeVar
 
 from looplab.tracing.calls import Call, patch_method
@@ -308,11 +310,23 @@ def _digest_response_event(event: Any) -> dict[str, Any]:
 
 
 def _digest_embeddings(response: Any) -> dict[str, Any]:
+    """The model, count and size of the vectors, and the usage, of an embeddings response (the
+    SDK's object, or the JSON the gateway relays)."""
     data = get_field(response, "data") or []
     first = get_field(data[0], "embedding") if data else None
-    return {"model": get_field(response, "model"), "count": len(data),
-            "dimensions": len(first) if isinstance(first, list) else None,
+    return {"model": get_field(response, "model"), "count": len(data), "dimensions": _dimensions(first),
             "usage": pick(get_field(response, "usage"), "prompt_tokens")}
+
+
+def _dimensions(vector: Any) -> int | None:
+    if isinstance(vector, list):
+        return len(vector)
+    if isinstance(vector, str):  # on the wire the SDKs ask for base64-packed float32 by default
+        try:
+            return len(base64.b64decode(vector)) // 4
+        except (binascii.Error, ValueError):
+            return None
+    return None
 
 
 def wrap_openai(client: ClientT, *, provider: str = PROVIDER) -> ClientT:
