@@ -119,12 +119,16 @@ class Progress:
     mine_today: int
     mine_total: int
     available_to_me: int
-    labels_by_author: dict[str, int]
-    people: tuple[PersonProgress, ...] = ()  # every assignee (zero included), then anyone else who labelled
+    people: tuple[PersonProgress, ...]  # every assignee (zero included), then anyone else who labelled
 
     @property
     def fraction_done(self) -> float:
         return self.done / self.items if self.items else 0.0
+
+    @property
+    def labels_by_author(self) -> dict[str, int]:
+        """Labels per person who gave any, most first."""
+        return {p.username: p.done for p in self.people if p.done}
 
 
 # --- queues ---------------------------------------------------------------------------------------
@@ -475,7 +479,7 @@ def progress(url: str, queue_id: int, username: str, now: datetime | None = None
     return Progress(
         items=sum(by_status.values()), done=by_status.get("done", 0), leased=leased, mine_today=mine[1],
         mine_total=mine[0], available_to_me=available,
-        labels_by_author={p.username: p.done for p in people if p.done}, people=tuple(people),
+        people=tuple(people),
     )
 
 
