@@ -319,6 +319,12 @@ def delete_command(
         typer.echo("The unlinked dataset items may still hold this user's data: review them in Datasets.")
 
 
+def _echo_counts(heading: str, removed: Removed) -> None:
+    typer.echo(heading)
+    for line in removed.lines():
+        typer.echo(f"  {line}")
+
+
 def _remove(
     db: str, what: str, run: Callable[[bool, Any], Removed], *, dry_run: bool, yes: bool
 ) -> Removed | None:
@@ -329,9 +335,7 @@ def _remove(
         if preview.nothing:
             typer.echo(f"No {what} in {where}; nothing to remove.")
             return None
-        typer.echo(f"{'Would remove' if dry_run else 'About to remove'} {what} from {where}:")
-        for line in preview.lines():
-            typer.echo(f"  {line}")
+        _echo_counts(f"{'Would remove' if dry_run else 'About to remove'} {what} from {where}:", preview)
         if dry_run:
             typer.echo("Dry run: nothing was removed.")
             return None
@@ -341,9 +345,7 @@ def _remove(
     if removed.nothing:
         typer.echo(f"No {what} in {where}; nothing removed.")
         return None
-    typer.echo(f"Removed {what} from {where}:")
-    for line in removed.lines():
-        typer.echo(f"  {line}")
+    _echo_counts(f"Removed {what} from {where}:", removed)
     free = reclaimable_bytes(db)
     if free and free >= 1 << 20:
         # What sqlite-utils and Datasette users expect to be told: the file does not shrink by itself.
