@@ -129,17 +129,20 @@ _LOOK_AGAIN_AFTER = (0.05, 0.1, 0.2, 0.3, 0.4)
 
 async def _find_stored(database_url: str, score: ScoreInput) -> tuple[bool, bool]:
     """Whether the score's trace (and span) are stored, waiting a little for a trace just recorded."""
-    for pause in (*_LOOK_AGAIN_AFTER, None):
-        try:
-            trace_found, span_found = await anyio.to_thread.run_sync(
-                stored_trace_has, database_url, score.trace_id, score.span_id)
-        except (StoreError, SQLAlchemyError) as err:
-            raise GatewayError(503, f"the database cannot be read to find the trace: {err}",
-                               "storage_unavailable") from None
-        if (trace_found and span_found) or pause is None:
-            return trace_found, span_found
+    for pause in _LOOK_AGAIN_AFTER:
+        found = await _look_up(database_url, score)
+        if all(found):
+            return found
         await anyio.sleep(pause)
-    raise AssertionError("unreachable")
+    return await _look_up(database_url, score)
+
+
+async def _look_up(database_url: str, score: ScoreInput) -> tuple[bool, bool]:
+    try:
+        return await anyio.to_thread.run_sync(stored_trace_has, database_url, score.trace_id, score.span_id)
+    except (StoreError, SQLAlchemyError) as err:
+        raise GatewayError(503, f"the database cannot be read to find the trace: {err}",
+                           "storage_unavailable") from None
 
 
 def score_routes(database_url: str, recent: RecentTraces) -> list[Route]:
