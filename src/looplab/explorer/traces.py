@@ -62,7 +62,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from looplab.errors import ConfigError
 from looplab.explorer.render import preview_json_text
-from looplab.store.engine import get_engine, read_session
+from looplab.store.engine import IDS_PER_QUERY, get_engine, read_session
 from looplab.store.filters import TraceFilter
 from looplab.store.models import Score, Span, Trace
 
@@ -642,8 +642,8 @@ def refresh_indexed_traces(conn: Connection, trace_ids: Sequence[str]) -> int:
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'trace_search'")).scalar():
         return 0
     refreshed = 0
-    for start in range(0, len(trace_ids), _REFRESH_CHUNK):
-        chunk = tuple(trace_ids[start:start + _REFRESH_CHUNK])
+    for start in range(0, len(trace_ids), IDS_PER_QUERY):
+        chunk = tuple(trace_ids[start:start + IDS_PER_QUERY])
         indexed = [row[0] for row in conn.exec_driver_sql(
             "SELECT rowid FROM trace_search WHERE rowid IN "
             f"(SELECT rowid FROM traces WHERE id IN ({', '.join('?' * len(chunk))}))", chunk)]
@@ -653,10 +653,6 @@ def refresh_indexed_traces(conn: Connection, trace_ids: Sequence[str]) -> int:
             conn.exec_driver_sql(_index_sql(f"t.rowid IN ({rowids})"))
             refreshed += len(indexed)
     return refreshed
-
-
-# Trace ids bound per query there: SQLite before 3.32 binds at most 999 values a statement.
-_REFRESH_CHUNK = 500
 
 
 def update_search_index(url: str, *, pause: float = 0.5) -> int:

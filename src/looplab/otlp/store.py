@@ -38,7 +38,7 @@ from looplab.errors import StoreError
 from looplab.explorer.traces import refresh_indexed_traces
 from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
-from looplab.store.engine import get_engine
+from looplab.store.engine import IDS_PER_QUERY, get_engine
 from looplab.tracing.payloads import dump_json
 from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc, payload_json
 from looplab.tracing.writer import (
@@ -272,18 +272,14 @@ def _upsert_sql(conn: Connection, mode: str) -> str:
     return sql
 
 
-# Trace ids bound per query: SQLite before 3.32 takes at most 999 values, and an export of 16 MB
-# can name tens of thousands of traces.
-_IDS_PER_QUERY = 500
-
-
 def _rows_for_traces(conn: Connection, sql: str, ids: tuple[str, ...]) -> list[Any]:
     """The rows of ``sql`` (its ``{ids}`` is the ``IN`` list) for ``ids``, asked for a few hundred
-    ids at a time; rows of one trace come from one query."""
+    ids at a time (an export of 16 MB can name tens of thousands of traces); rows of one trace
+    come from one query."""
     marker = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
     rows: list[Any] = []
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[start:start + _IDS_PER_QUERY]
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start:start + IDS_PER_QUERY]
         rows += conn.exec_driver_sql(sql.format(ids=f"({', '.join([marker] * len(chunk))})"), chunk).all()
     return rows
 

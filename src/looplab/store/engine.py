@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from looplab.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Values bound in one IN list: SQLite before 3.32 takes at most 999 in a statement, PostgreSQL 65,535.
+IDS_PER_QUERY = 500
 _MIGRATION_LOCK_KEY = 0x100F1AB  # any constant shared by every looplab process
 
 _engines: dict[str, Engine] = {}
