@@ -112,13 +112,19 @@ def app() -> Any:
     from looplab.otlp.http import otlp_routes
 
     url = os.environ["LOOPLAB_BENCH_OTLP_URL"]
-    return create_app(GatewaySettings(database_url=url), otlp_routes(url))
+    from looplab.otlp.pool import ExportPool
+
+    processes = int(os.environ["LOOPLAB_BENCH_OTLP_PROCESSES"])
+    pool = ExportPool(processes) if processes else None
+    return create_app(GatewaySettings(database_url=url), otlp_routes(url, pool=pool),
+                      on_shutdown=[pool.close] if pool else [])
 
 
-def _serve(url: str, port: int, workers: int) -> None:
+def _serve(url: str, port: int, workers: int, processes: int) -> None:
     import uvicorn
 
     os.environ["LOOPLAB_BENCH_OTLP_URL"] = url
+    os.environ["LOOPLAB_BENCH_OTLP_PROCESSES"] = str(processes)
     uvicorn.run("bench.otlp:app", factory=True, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 workers=workers)
 
@@ -153,23 +159,32 @@ def _send(port: int, bodies: list[bytes], failures: list[str]) -> None:
         conn.close()
 
 
-def throughput(spans: int = 100_000, senders: int = SENDERS, batch: int = BATCH, workers: int = 1) -> dict[str, Any]:
+def throughput(spans: int = 100_000, senders: int = SENDERS, batch: int = BATCH, workers: int = 1,
+               processes: int | None = None) -> dict[str, Any]:
     """OTLP ingest into a fresh SQLite file: spans/s until all are queryable, and what was measured."""
     from sqlalchemy import text
 
+    from looplab.otlp.pool import default_processes
     from looplab.store.engine import dispose_engines, get_engine
 
+    processes = default_processes() if processes is None else processes
     with tempfile.TemporaryDirectory(prefix="looplab-bench-otlp-") as folder:
         url = f"sqlite:///{Path(folder) / 'looplab.db'}"
         get_engine(url)  # migrated before the clock starts, as the gateway does on start
         bodies = make_bodies(make_spans(spans), batch)
         port = _free_port()
-        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, port, workers))
+        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, port, workers, processes))
         server.start()
         try:
             _wait_listening(port)
-            for _ in range(workers * 2):  # warm up each worker: engine, pricing cache
-                _send(port, [make_bodies(make_spans(8), 8)[0]], [])
+            # Warm up each process (engine, pricing cache): at once, so that every one gets some.
+            warm_ups = workers * max(2, processes) * 2
+            warming = [threading.Thread(target=_send, args=(port, [body], []))
+                       for body in make_bodies(make_spans(8 * warm_ups), 8)]
+            for thread in warming:
+                thread.start()
+            for thread in warming:
+                thread.join()
             failures: list[str] = []
             shares = [bodies[i::senders] for i in range(senders)]
             threads = [threading.Thread(target=_send, args=(port, share, failures)) for share in shares]
@@ -179,8 +194,8 @@ def throughput(spans: int = 100_000, senders: int = SENDERS, batch: int = BATCH,
             for thread in threads:
                 thread.join()
             with get_engine(url).connect() as conn:
-                stored = conn.execute(text("SELECT count(*) FROM spans")).scalar_one() - 8 * workers * 2
-                traces = conn.execute(text("SELECT count(*) FROM traces")).scalar_one() - 2 * workers * 2
+                stored = conn.execute(text("SELECT count(*) FROM spans")).scalar_one() - 8 * warm_ups
+                traces = conn.execute(text("SELECT count(*) FROM traces")).scalar_one() - 2 * warm_ups
             elapsed = time.perf_counter() - started
         finally:
             server.terminate()
@@ -189,7 +204,7 @@ def throughput(spans: int = 100_000, senders: int = SENDERS, batch: int = BATCH,
         size = sum(len(b) for b in bodies)
     return {
         "spans": spans, "stored": stored, "traces": traces, "requests": len(bodies), "batch": batch,
-        "senders": senders, "workers": workers, "failures": len(failures), "first_failure": failures[0] if failures else None,
+        "senders": senders, "workers": workers, "processes": processes, "failures": len(failures), "first_failure": failures[0] if failures else None,
         "seconds": round(elapsed, 2), "spans_per_s": round(stored / elapsed), "mb_per_s": round(size / elapsed / 1e6, 1),
         "bytes_per_span": round(size / spans),
     }
@@ -201,12 +216,14 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=SENDERS)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="export processes (looplab gateway --otlp-processes; default: as it, 0: threads)")
     args = parser.parse_args()
-    result = throughput(args.spans, args.senders, args.batch, args.workers)
+    result = throughput(args.spans, args.senders, args.batch, args.workers, args.processes)
     print(f"OTLP ingest into SQLite: {result['spans_per_s']:,} spans/s until queryable "
           f"({result['stored']:,} of {result['spans']:,} spans, {result['traces']:,} traces, "
           f"{result['requests']} requests of {result['batch']} from {result['senders']} senders to "
-          f"{result['workers']} uvicorn worker(s), "
+          f"{result['workers']} uvicorn worker(s) with {result['processes']} export process(es) each, "
           f"{result['seconds']} s, {result['bytes_per_span']} B/span, {result['mb_per_s']} MB/s, "
           f"{result['failures']} failed requests)")
     if result["first_failure"]:

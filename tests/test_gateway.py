@@ -63,9 +63,10 @@ class Gateway:
 
 @contextlib.contextmanager
 def serve(settings: GatewaySettings, extra_routes: list[Any] | None = None,
-          tracing: Settings | None = None) -> Iterator[Gateway]:
+          tracing: Settings | None = None, on_shutdown: list[Any] | None = None) -> Iterator[Gateway]:
     """Run the gateway app until the block ends (the server's lifespan included)."""
-    app = create_app(settings, extra_routes or (), tracing=tracing or Settings(flush_interval=0.02))
+    app = create_app(settings, extra_routes or (), tracing=tracing or Settings(flush_interval=0.02),
+                     on_shutdown=on_shutdown or ())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -697,12 +698,15 @@ def test_looplab_redact_masks_what_the_proxy_and_the_otlp_ingest_store(fake_llm:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from looplab.config import settings_from_env
     from looplab.otlp.http import otlp_routes
+    from looplab.otlp.pool import ExportPool
     from tests import otlp_builders as otlp
 
     monkeypatch.setenv("LOOPLAB_REDACT", "tests.redaction_hooks:mask_emails")
     tracing = settings_from_env().with_changes(flush_interval=0.02)
     settings = _settings(fake_llm, db_url)
-    with serve(settings, otlp_routes(db_url, redact=tracing.redact), tracing=tracing) as gateway:
+    pool = ExportPool(1)  # as the command runs exports: the hook is imported again in that process
+    with serve(settings, otlp_routes(db_url, redact=tracing.redact, pool=pool), tracing=tracing,
+               on_shutdown=[pool.close]) as gateway:
         reply = gateway.openai().chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "I am ada@example.com"}])
         exported = otlp.new_trace_id()

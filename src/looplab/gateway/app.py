@@ -8,7 +8,7 @@ import contextlib
 import gc
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -65,12 +65,13 @@ async def _gateway_error(_request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: GatewaySettings, extra_routes: Sequence[BaseRoute] = (), *,
-               tracing: Settings | None = None) -> Starlette:
+               tracing: Settings | None = None, on_shutdown: Sequence[Callable[[], None]] = ()) -> Starlette:
     """The gateway as an ASGI app; ``extra_routes`` are served beside its own, behind the same key.
 
     On start-up the app points looplab's process-wide tracing at ``settings.database_url``
     (``tracing`` gives the writer's other settings; default: from ``LOOPLAB_*`` variables), so
-    run one gateway app per process. On shutdown it writes what is still queued.
+    run one gateway app per process. On shutdown it writes what is still queued, then calls
+    each of ``on_shutdown`` (e.g. closing the OTLP export processes) in turn.
     """
     recent = RecentTraces()
     proxy = Proxy(settings, recent)
@@ -90,6 +91,8 @@ def create_app(settings: GatewaySettings, extra_routes: Sequence[BaseRoute] = ()
             await proxy.close()
             if not await anyio.to_thread.run_sync(runtime.flush, 10.0):
                 log.warning("looplab gateway: some traces could not be written before exit: %s", runtime.stats())
+            for close in on_shutdown:
+                await anyio.to_thread.run_sync(close)
 
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"], name="healthz"),

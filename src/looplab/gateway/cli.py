@@ -11,8 +11,7 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.engine import make_url
@@ -28,35 +27,36 @@ from looplab.gateway.settings import (
     api_key_from_env,
 )
 
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
-
 log = logging.getLogger("looplab.gateway")
 
 # With several workers, uvicorn starts each from an import string: the settings travel in here.
 _WORKER_SETTINGS = "LOOPLAB_GATEWAY_WORKER_SETTINGS"
 
 
-def _extra_routes(settings: GatewaySettings, otlp_max_body_bytes: int) -> Sequence[BaseRoute]:
-    """The OpenTelemetry ingest's routes (``POST /v1/traces``), when its dependencies are installed."""
+def _app(settings: GatewaySettings, otlp_max_body_bytes: int, otlp_processes: int) -> Any:
+    """The gateway app, with the OpenTelemetry ingest (``POST /v1/traces``) when its dependencies
+    are installed: its exports run in ``otlp_processes`` processes (0: on the app's threads)."""
+    from looplab.gateway.app import create_app
+
     if importlib.util.find_spec("google.protobuf") is None or importlib.util.find_spec("opentelemetry.proto") is None:
         log.warning("looplab gateway: OTLP ingest (/v1/traces) is off: it needs opentelemetry-proto and protobuf "
                     "(pip install 'looplab[gateway]')")
-        return ()
+        return create_app(settings)
     from looplab.otlp.http import otlp_routes
+    from looplab.otlp.pool import ExportPool
 
+    pool = ExportPool(otlp_processes) if otlp_processes else None
     # LOOPLAB_REDACT's hook, as the proxy's recording applies it.
-    return otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes, redact=settings_from_env().redact)
+    routes = otlp_routes(settings.database_url, max_body_bytes=otlp_max_body_bytes, redact=settings_from_env().redact,
+                         pool=pool)
+    return create_app(settings, routes, on_shutdown=[pool.close] if pool else [])
 
 
 def worker_app() -> Any:
     """The gateway app of one uvicorn worker process (``--workers`` above 1), built from the
     settings the command left in the environment."""
-    from looplab.gateway.app import create_app
-
     given = json.loads(os.environ[_WORKER_SETTINGS])
-    settings = GatewaySettings(**given["settings"])
-    return create_app(settings, _extra_routes(settings, given["otlp_max_body_bytes"]))
+    return _app(GatewaySettings(**given["settings"]), given["otlp_max_body_bytes"], given["otlp_processes"])
 
 
 def gateway_command(
@@ -78,8 +78,13 @@ def gateway_command(
     otlp_max_body_bytes: Annotated[int, typer.Option(
         help="Largest OTLP export accepted on /v1/traces (bytes, as sent and unzipped); larger ones get 413.")
     ] = 16 * 1024 * 1024,
+    otlp_processes: Annotated[int | None, typer.Option(
+        min=0, show_default="one a CPU core, at most 4",
+        help="Processes that decode and store OTLP exports (started with the first one); 0 runs them on the "
+             "gateway's threads.")] = None,
     workers: Annotated[int, typer.Option(
-        min=1, help="Worker processes; one per CPU core serves (and ingests OTLP) faster on a busy gateway.")] = 1,
+        min=1, help="Server processes, each with its own OTLP export processes; one is enough unless proxied "
+                    "calls alone keep a core busy.")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
 ) -> None:
     """Start the gateway: an OpenAI/Anthropic-compatible proxy that traces every call, OTLP ingest, the scores API.
@@ -91,7 +96,7 @@ def gateway_command(
         raise ConfigError("The gateway needs the gateway extra: pip install 'looplab[gateway]'.")
     import uvicorn
 
-    from looplab.gateway.app import create_app
+    from looplab.otlp.pool import default_processes
     from looplab.store.engine import get_engine
 
     settings = GatewaySettings(
@@ -116,9 +121,12 @@ def gateway_command(
     typer.echo(f"looplab gateway on http://{host}:{port}{processes} recording into {shown}; Ctrl+C stops it.")
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
                "timeout_graceful_shutdown": 10, "server_header": False}
+    if otlp_processes is None:
+        otlp_processes = default_processes()
     if workers == 1:
-        uvicorn.run(create_app(settings, _extra_routes(settings, otlp_max_body_bytes)), **options)
+        uvicorn.run(_app(settings, otlp_max_body_bytes, otlp_processes), **options)
         return
     os.environ[_WORKER_SETTINGS] = json.dumps({"settings": dataclasses.asdict(settings),
-                                               "otlp_max_body_bytes": otlp_max_body_bytes})
+                                               "otlp_max_body_bytes": otlp_max_body_bytes,
+                                               "otlp_processes": otlp_processes})
     uvicorn.run("looplab.gateway.cli:worker_app", factory=True, workers=workers, **options)

@@ -43,6 +43,10 @@ class PayloadError(LooplabError):
         self.status = status
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in an export process (``looplab.otlp.pool``) and re-raised in the server's.
+        return PayloadError, (self.status, self.message)
+
 
 @dataclass
 class Decoded:

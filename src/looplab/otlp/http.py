@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from looplab.config import Redactor
-from looplab.errors import StoreError
+from looplab.errors import ConfigError, StoreError
 from looplab.otlp.decode import (
     JSON,
     PayloadError,
@@ -34,6 +34,7 @@ from looplab.otlp.decode import (
     media_type,
 )
 from looplab.otlp.mapping import map_request
+from looplab.otlp.pool import ExportPool, can_send
 from looplab.otlp.store import store_spans
 
 log = logging.getLogger("looplab")
@@ -56,14 +57,18 @@ class ExportResult:
 
 
 def otlp_routes(database_url: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                redact: Redactor | None = None) -> list[Route]:
+                redact: Redactor | None = None, pool: ExportPool | None = None) -> list[Route]:
     """Starlette routes serving OTLP/HTTP trace export (``POST /v1/traces``) into ``database_url``.
 
     ``max_body_bytes`` bounds a request body, both as received and once decompressed; spans'
-    inputs and outputs go through ``redact`` before they are stored.
+    inputs and outputs go through ``redact`` before they are stored. Exports run in ``pool``'s
+    processes when one is given (its owner closes it), else on this process's threads.
     """
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
+    if pool is not None and not can_send(redact):
+        raise ConfigError("The redact hook cannot be handed to the OTLP export processes: define it at the top "
+                          "level of a module (as LOOPLAB_REDACT names it).")
 
     async def export_traces(request: Request) -> Response:
         encoding = None
@@ -72,7 +77,8 @@ def otlp_routes(database_url: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             gzipped = check_encoding(request.headers.get("content-encoding"))
             body = await read_body(request, max_body_bytes)
             # Decoding, mapping and storing hold the GIL or wait on the database: off the event loop.
-            result = await run_in_threadpool(export, database_url, body, encoding, gzipped, max_body_bytes, redact)
+            job = (database_url, body, encoding, gzipped, max_body_bytes, redact)
+            result = await (pool.run(export, *job) if pool is not None else run_in_threadpool(export, *job))
         except PayloadError as err:
             log.info("looplab: OTLP export refused (%d): %s", err.status, err.message)
             return _status_response(err.status, err.message, encoding)
