@@ -262,6 +262,18 @@ def test_redact_hook_masks_inputs_and_outputs(db_url: str) -> None:
     assert span["input_json"] == {"text": "mail alice@example.com"}  # dicts are the hook's to walk
 
 
+def test_values_under_secret_named_keys_are_masked_whatever_their_case(traced: str) -> None:
+    @looplab.observe(name="login")
+    def login(form: dict) -> dict:
+        return {"user": form["user"], "settings": {"Client_Secret": "plain words", "theme": "dark"}}
+
+    login({"user": "ana", "PassWord": "hunter2", "nested": [{"API-KEY": "abc123"}]})
+    assert looplab.flush()
+    [span] = stored_spans(traced)
+    assert span["input_json"] == {"form": {"user": "ana", "PassWord": "[REDACTED]", "nested": [{"API-KEY": "[REDACTED]"}]}}
+    assert span["output_json"] == {"user": "ana", "settings": {"Client_Secret": "[REDACTED]", "theme": "dark"}}
+
+
 def test_failing_redact_hook_stores_no_payload(db_url: str) -> None:
     def redact(value):
         raise RuntimeError("bug in user redaction")

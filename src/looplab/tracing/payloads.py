@@ -83,7 +83,9 @@ def to_storable(value: Any, depth: int = 0) -> Any:
     return _mask(repr(value))
 
 
-_JSON_KEY = re.compile(r'"([^"\\]{1,40})":')
+# A secret-named key, searched for in the lowered text: one pass, where listing every key and
+# lowering each cost three times as much (a superset of what the walk masks: it only walks more).
+_SECRET_KEY = re.compile('"(?:' + "|".join(map(re.escape, sorted(SECRET_KEYS))) + ')":')
 
 
 def _needs_walk(text: str) -> bool:
@@ -94,7 +96,7 @@ def _needs_walk(text: str) -> bool:
     # a hyphen, a capital B and a capital K in it.
     if ("-" in text and "sk-" in text) or ("B" in text and "Bearer" in text) or ("K" in text and "AKIA" in text):
         return True
-    return not SECRET_KEYS.isdisjoint(map(str.lower, _JSON_KEY.findall(text)))
+    return _SECRET_KEY.search(text.lower()) is not None
 
 
 _MAX_FAST_CHARS = MAX_STRING_CHARS
