@@ -79,9 +79,9 @@ def gateway_command(
         help="Largest OTLP export accepted on /v1/traces (bytes, as sent and unzipped); larger ones get 413.")
     ] = 16 * 1024 * 1024,
     otlp_processes: Annotated[int | None, typer.Option(
-        min=0, show_default="one a CPU core, at most 4",
-        help="Processes that decode and store OTLP exports (started with the first one); 0 runs them on the "
-             "gateway's threads.")] = None,
+        min=0, show_default="one a CPU core (at most 4), shared out among the workers",
+        help="Processes that decode and store OTLP exports (started with the first one), per worker; 0 runs them "
+             "on the gateway's threads.")] = None,
     workers: Annotated[int, typer.Option(
         min=1, help="Server processes, each with its own OTLP export processes; one is enough unless proxied "
                     "calls alone keep a core busy.")] = 1,
@@ -121,8 +121,8 @@ def gateway_command(
     typer.echo(f"looplab gateway on http://{host}:{port}{processes} recording into {shown}; Ctrl+C stops it.")
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
                "timeout_graceful_shutdown": 10, "server_header": False}
-    if otlp_processes is None:
-        otlp_processes = default_processes()
+    if otlp_processes is None:  # the cores shared out among the workers
+        otlp_processes = max(1, default_processes() // workers)
     if workers == 1:
         uvicorn.run(_app(settings, otlp_max_body_bytes, otlp_processes), **options)
         return
