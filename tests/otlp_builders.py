@@ -18,6 +18,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
     Status,
 )
 
+from looplab.otlp.decode import PROTOBUF
+
+# The headers of a protobuf export.
+PB = {"content-type": PROTOBUF}
+
 
 def new_trace_id() -> bytes:
     return os.urandom(16)

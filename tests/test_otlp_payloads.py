@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from sqlalchemy import event
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
+from sqlalchemy import event
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -22,6 +22,7 @@ from looplab.otlp.decode import JSON, PROTOBUF
 from looplab.otlp.http import export, otlp_routes
 from looplab.store.engine import get_engine
 from tests.otlp_builders import (
+    PB,
     genai_chat_attributes,
     new_span_id,
     new_trace_id,
@@ -29,8 +30,6 @@ from tests.otlp_builders import (
     span,
 )
 from tests.stored import stored_spans, stored_traces
-
-PB = {"content-type": PROTOBUF}
 
 
 @pytest.fixture

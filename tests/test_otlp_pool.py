@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from looplab.errors import ConfigError, StoreError
-from looplab.otlp.decode import PROTOBUF
 from looplab.otlp.http import otlp_routes
 from looplab.otlp.pool import ExportPool
 from tests.otlp_builders import (
+    PB,
     genai_chat_attributes,
     new_span_id,
     new_trace_id,
@@ -30,8 +30,6 @@ from tests.otlp_builders import (
     span,
 )
 from tests.stored import stored_spans, stored_traces
-
-PB = {"content-type": PROTOBUF}
 
 
 @pytest.fixture
