@@ -107,17 +107,12 @@ def make_bodies(spans: list[Span], batch: int) -> list[bytes]:
 def app() -> Any:
     """The app uvicorn serves: the gateway's, as ``looplab gateway`` builds it (a factory, so that
     several worker processes can each build one)."""
-    from looplab.gateway.app import create_app
+    from looplab.gateway.cli import gateway_app
     from looplab.gateway.settings import GatewaySettings
-    from looplab.otlp.http import otlp_routes
+    from looplab.otlp.http import DEFAULT_MAX_BODY_BYTES
 
-    url = os.environ["LOOPLAB_BENCH_OTLP_URL"]
-    from looplab.otlp.pool import ExportPool
-
-    processes = int(os.environ["LOOPLAB_BENCH_OTLP_PROCESSES"])
-    pool = ExportPool(processes) if processes else None
-    return create_app(GatewaySettings(database_url=url), otlp_routes(url, pool=pool),
-                      on_shutdown=[pool.close] if pool else [])
+    return gateway_app(GatewaySettings(database_url=os.environ["LOOPLAB_BENCH_OTLP_URL"]), DEFAULT_MAX_BODY_BYTES,
+                       int(os.environ["LOOPLAB_BENCH_OTLP_PROCESSES"]))
 
 
 def _serve(url: str, port: int, workers: int, processes: int) -> None:

@@ -33,9 +33,10 @@ log = logging.getLogger("looplab.gateway")
 _WORKER_SETTINGS = "LOOPLAB_GATEWAY_WORKER_SETTINGS"
 
 
-def _app(settings: GatewaySettings, otlp_max_body_bytes: int, otlp_processes: int) -> Any:
-    """The gateway app, with the OpenTelemetry ingest (``POST /v1/traces``) when its dependencies
-    are installed: its exports run in ``otlp_processes`` processes (0: on the app's threads)."""
+def gateway_app(settings: GatewaySettings, otlp_max_body_bytes: int, otlp_processes: int) -> Any:
+    """The app ``looplab gateway`` serves: the gateway, with the OpenTelemetry ingest (``POST
+    /v1/traces``) when its dependencies are installed, its exports run in ``otlp_processes``
+    processes (0: on the app's threads) that the app's shutdown stops."""
     from looplab.gateway.app import create_app
 
     if importlib.util.find_spec("google.protobuf") is None or importlib.util.find_spec("opentelemetry.proto") is None:
@@ -56,7 +57,7 @@ def worker_app() -> Any:
     """The gateway app of one uvicorn worker process (``--workers`` above 1), built from the
     settings the command left in the environment."""
     given = json.loads(os.environ[_WORKER_SETTINGS])
-    return _app(GatewaySettings(**given["settings"]), given["otlp_max_body_bytes"], given["otlp_processes"])
+    return gateway_app(GatewaySettings(**given["settings"]), given["otlp_max_body_bytes"], given["otlp_processes"])
 
 
 def gateway_command(
@@ -124,7 +125,7 @@ def gateway_command(
     if otlp_processes is None:  # the cores shared out among the workers
         otlp_processes = max(1, default_processes() // workers)
     if workers == 1:
-        uvicorn.run(_app(settings, otlp_max_body_bytes, otlp_processes), **options)
+        uvicorn.run(gateway_app(settings, otlp_max_body_bytes, otlp_processes), **options)
         return
     os.environ[_WORKER_SETTINGS] = json.dumps({"settings": dataclasses.asdict(settings),
                                                "otlp_max_body_bytes": otlp_max_body_bytes,
