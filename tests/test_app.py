@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from looplab.demo import seed
 from looplab.explorer import list_traces
 from looplab.monitoring.attention import attention_count, list_rules
+from looplab.monitoring.metrics import breakdown
 from looplab.overview import loop_status
 from looplab.store.filters import TraceFilter
 from looplab.store.ingest import insert_traces
@@ -125,6 +126,20 @@ def test_monitoring_shows_the_ranges_numbers_charts_and_attention(demo: str) -> 
     assert any(s.value.startswith("Needs attention · ") for s in at.subheader)
     breakdown_by_model = next(d.value for d in at.dataframe if "model" in d.value.columns)
     assert {"claude-sonnet-4-6", "gpt-4o-mini"} <= set(breakdown_by_model["model"])
+
+
+def test_monitoring_computes_only_the_open_breakdown_tab(demo: str) -> None:
+    at = open_page("app_pages/monitoring.py")
+    tables = [d.value for d in at.dataframe]
+    assert any("model" in t.columns for t in tables)  # "By model" is open first
+    assert not any("release" in t.columns for t in tables)
+    at.session_state["mon_breakdown_tab"] = "By release"
+    at.run()
+    assert not at.exception, at.exception
+    by_release = next(d.value for d in at.dataframe if "release" in d.value.columns)
+    releases = [row["key"] or "(none)" for row in breakdown(demo, TraceFilter.last("7d"), "release")]
+    assert list(by_release["release"]) == releases and len(releases) >= 2
+    assert not any("model" in d.value.columns for d in at.dataframe)
 
 
 def test_a_shared_link_applies_its_filter(demo: str) -> None:

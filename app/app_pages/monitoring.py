@@ -73,7 +73,10 @@ else:
 
 st.subheader("Breakdown")
 titles = {"model": "By model", "name": "By trace name", "release": "By release", "user": "By user"}
-for tab, by in zip(st.tabs([titles[b] for b in BREAKDOWNS]), BREAKDOWNS):
+# Only the open tab's table is computed (a month's breakdown by model reads every LLM call of it).
+for tab, by in zip(st.tabs([titles[b] for b in BREAKDOWNS], key="mon_breakdown_tab", on_change="rerun"), BREAKDOWNS):
+    if not tab.open:
+        continue
     with tab:
         rows = breakdown(url, flt, by)
         score_names = sorted({name for row in rows for name in row["scores"]})
