@@ -65,6 +65,13 @@ def test_demo_monitoring_filter_then_open_a_trace_from_the_list(browser_page) ->
     day = int(_metric(page, "Requests").replace(",", ""))
     assert 0 < day < week
 
+    # Only the open breakdown tab is computed: opening another fills it (a rerun of its fragment).
+    page.get_by_role("tab", name="By release").click()
+    wait_idle(page)
+    expect(page.get_by_role("tab", name="By release")).to_have_attribute("aria-selected", "true")
+    expect(page.locator('[role="tabpanel"]:visible [data-testid="stDataFrame"]')).to_have_count(1)
+    assert not page.locator('[data-testid="stException"]').count()
+
     # The filter follows to Traces.
     page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Traces").click()
     wait_idle(page)

@@ -9,6 +9,7 @@ from components.filter_bar import sidebar_filter
 from components.formatting import kpi_delta, kpi_value, period
 from components.store import database_url
 from looplab.overview import has_traces
+from looplab.store.filters import TraceFilter
 from looplab.monitoring.metrics import (
     BREAKDOWNS,
     bucket_for,
@@ -71,25 +72,33 @@ else:
     st.caption("No scores in this range. Record user feedback with `looplab.score(trace_id, name='thumbs', "
                "value=1, source='user_feedback')`; labels and judges add theirs.")
 
-st.subheader("Breakdown")
-titles = {"model": "By model", "name": "By trace name", "release": "By release", "user": "By user"}
-# Only the open tab's table is computed (a month's breakdown by model reads every LLM call of it).
-for tab, by in zip(st.tabs([titles[b] for b in BREAKDOWNS], key="mon_breakdown_tab", on_change="rerun"), BREAKDOWNS):
-    if not tab.open:
-        continue
-    with tab:
-        rows = breakdown(url, flt, by)
-        score_names = sorted({name for row in rows for name in row["scores"]})
-        st.dataframe(
-            [{by: row["key"] if row["key"] is not None else "(none)", "requests": row["requests"],
-              "error rate": row["error_rate"], "p95 latency (ms)": row["latency_p95_ms"], "cost (USD)": row["cost_usd"],
-              **{f"mean {name}": row["scores"].get(name) for name in score_names}} for row in rows],
-            hide_index=True,
-            column_config={"error rate": st.column_config.NumberColumn(format="percent"),
-                           "p95 latency (ms)": st.column_config.NumberColumn(format="%.0f"),
-                           "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
-                           **{f"mean {n}": st.column_config.NumberColumn(format="%.3f") for n in score_names}},
-            key=f"mon_breakdown_{by}",
-        )
+
+@st.fragment
+def breakdown_tables(url: str, flt: TraceFilter) -> None:
+    """The breakdown tabs. Only the open tab's table is computed (a month's breakdown by model reads
+    every LLM call of it), and opening another reruns this fragment alone, not the charts above."""
+    st.subheader("Breakdown")
+    titles = {"model": "By model", "name": "By trace name", "release": "By release", "user": "By user"}
+    tabs = st.tabs([titles[b] for b in BREAKDOWNS], key="mon_breakdown_tab", on_change="rerun")
+    for tab, by in zip(tabs, BREAKDOWNS):
+        if not tab.open:
+            continue
+        with tab:
+            rows = breakdown(url, flt, by)
+            score_names = sorted({name for row in rows for name in row["scores"]})
+            st.dataframe(
+                [{by: row["key"] if row["key"] is not None else "(none)", "requests": row["requests"],
+                  "error rate": row["error_rate"], "p95 latency (ms)": row["latency_p95_ms"], "cost (USD)": row["cost_usd"],
+                  **{f"mean {name}": row["scores"].get(name) for name in score_names}} for row in rows],
+                hide_index=True,
+                column_config={"error rate": st.column_config.NumberColumn(format="percent"),
+                               "p95 latency (ms)": st.column_config.NumberColumn(format="%.0f"),
+                               "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+                               **{f"mean {n}": st.column_config.NumberColumn(format="%.3f") for n in score_names}},
+                key=f"mon_breakdown_{by}",
+            )
+
+
+breakdown_tables(url, flt)
 
 attention_section(url, flt)
