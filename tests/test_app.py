@@ -128,13 +128,12 @@ def test_monitoring_shows_the_ranges_numbers_charts_and_attention(demo: str) -> 
     assert {"claude-sonnet-4-6", "gpt-4o-mini"} <= set(breakdown_by_model["model"])
 
 
-def test_monitoring_computes_only_the_open_breakdown_tab(demo: str) -> None:
+def test_monitoring_computes_only_the_open_breakdown_tab_which_a_link_can_name(demo: str) -> None:
     at = open_page("app_pages/monitoring.py")
     tables = [d.value for d in at.dataframe]
     assert any("model" in t.columns for t in tables)  # "By model" is open first
     assert not any("release" in t.columns for t in tables)
-    at.session_state["mon_breakdown_tab"] = "By release"
-    at.run()
+    at = open_page("app_pages/monitoring.py", breakdown="By release")
     assert not at.exception, at.exception
     by_release = next(d.value for d in at.dataframe if "release" in d.value.columns)
     releases = [row["key"] or "(none)" for row in breakdown(demo, TraceFilter.last("7d"), "release")]

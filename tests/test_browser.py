@@ -65,11 +65,13 @@ def test_demo_monitoring_filter_then_open_a_trace_from_the_list(browser_page) ->
     day = int(_metric(page, "Requests").replace(",", ""))
     assert 0 < day < week
 
-    # Only the open breakdown tab is computed: opening another fills it (a rerun of its fragment).
+    # Only the open breakdown tab is computed: opening another fills it (a rerun of its fragment),
+    # and the link names it, beside the filter.
     page.get_by_role("tab", name="By release").click()
     wait_idle(page)
     expect(page.get_by_role("tab", name="By release")).to_have_attribute("aria-selected", "true")
     expect(page.locator('[role="tabpanel"]:visible [data-testid="stDataFrame"]')).to_have_count(1)
+    assert re.search(r"breakdown=By(\+|%20)release", page.url) and "range=24h" in page.url, page.url
     assert not page.locator('[data-testid="stException"]').count()
 
     # The filter follows to Traces.

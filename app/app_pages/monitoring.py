@@ -79,7 +79,8 @@ def breakdown_tables(url: str, flt: TraceFilter) -> None:
     every LLM call of it), and opening another reruns this fragment alone, not the charts above."""
     st.subheader("Breakdown")
     titles = {"model": "By model", "name": "By trace name", "release": "By release", "user": "By user"}
-    tabs = st.tabs([titles[b] for b in BREAKDOWNS], key="mon_breakdown_tab", on_change="rerun")
+    # The open tab is in the URL (?breakdown=By+release), so a shared link opens on the same table.
+    tabs = st.tabs([titles[b] for b in BREAKDOWNS], key="breakdown", on_change="rerun", bind="query-params")
     for tab, by in zip(tabs, BREAKDOWNS):
         if not tab.open:
             continue
