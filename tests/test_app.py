@@ -139,6 +139,9 @@ def test_monitoring_computes_only_the_open_breakdown_tab_which_a_link_can_name(d
     releases = [row["key"] or "(none)" for row in breakdown(demo, TraceFilter.last("7d"), "release")]
     assert list(by_release["release"]) == releases and len(releases) >= 2
     assert not any("model" in d.value.columns for d in at.dataframe)
+    at = open_page("app_pages/monitoring.py", breakdown="By nonsense")  # a mangled link: the first tab
+    assert not at.exception, at.exception
+    assert any("model" in d.value.columns for d in at.dataframe)
 
 
 def test_a_shared_link_applies_its_filter(demo: str) -> None:
