@@ -4,7 +4,9 @@ continuous, every filter changes what is counted, the previous period compares, 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -512,3 +514,203 @@ def test_filter_options_find_providers_and_busiest_sessions_in_the_window(db_url
     everything = metrics.filter_options(db_url, TraceFilter(start=NOW - 72 * HOUR, end=NOW))
     assert everything["providers"] == ["anthropic", "google", "openai"]
     assert everything["session_ids"] == ["s2", "s1", "s3"]
+
+
+# --- Closed days from rollups -------------------------------------------------------------------------
+#
+# NOW's days are long over by the wall clock, so a window of several days reads its whole days
+# from rollups (built on the first breakdown) and only its clipped ends from the calls.
+
+DAY = timedelta(days=1)
+MODELS = ("gpt-4o", "claude-sonnet-4", "gpt-4o-mini")
+
+
+@pytest.fixture
+def spread_calls(db_url: str) -> list[dict]:
+    """120 calls from NOW - 4 days to NOW, one a trace; every 7th trace starts two minutes before
+    a midnight and calls its model again three minutes after it (it called the model on two
+    days); returns each call."""
+    rng = random.Random(5)
+    traces, calls = [], []
+    for n in range(120):
+        at = NOW - 4 * DAY + timedelta(minutes=47 * n + 1)
+        midnight = datetime.combine(at.date() + DAY, datetime.min.time(), tzinfo=timezone.utc)
+        again = midnight + timedelta(minutes=3) if n % 7 == 0 and midnight < NOW else None
+        at = midnight - timedelta(minutes=2) if again else at
+        model, name = MODELS[n % 3], ("refund", "search")[n % 4 == 0]
+        ms = rng.randint(50, 8000) + rng.choice((0.0, 0.25, 0.5))
+        failed, judged = n % 6 == 0, 0.1 * (n % 10)
+        t = trace(f"d{n:03d}", at, ms, name=name, model=model, cost=0.001 * n, tokens=(n, 2),
+                  status="error" if failed else "ok", user=f"u{n % 3}", scores=(score("correctness", judged),))
+        calls.append({"trace": f"d{n:03d}", "model": model, "name": name, "at": at, "ms": ms, "failed": failed,
+                      "cost": 0.001 * n, "tokens": n, "score": judged, "user": f"u{n % 3}"})
+        if again:
+            t["end_time"] = again + timedelta(seconds=1)
+            t["spans"].append({"span_id": f"d{n:03d}-again", "kind": "llm", "name": "chat", "model": model,
+                               "provider": "openai", "start_time": again,
+                               "end_time": again + timedelta(milliseconds=99.5), "cost_usd": 0.5,
+                               "input_tokens": 7, "output_tokens": 1, "status": "ok"})
+            calls.append({**calls[-1], "at": again, "ms": 99.5, "failed": False, "cost": 0.5, "tokens": 7})
+        traces.append(t)
+    insert_traces(db_url, traces)
+    return calls
+
+
+def _expected_models(calls: list[dict], start: datetime, end: datetime, names: tuple[str, ...] = ()) -> dict:
+    """Python's model breakdown: calls started in the window; a model's scores are those of the
+    traces that called it, a trace counted once a day it did."""
+    groups: dict = {}
+    for c in calls:
+        if not start <= c["at"] < end or (names and c["name"] not in names):
+            continue
+        g = groups.setdefault(c["model"], {"n": 0, "errors": 0, "ms": [], "cost": 0.0, "tokens": 0, "scored": {}})
+        g["n"] += 1
+        g["errors"] += c["failed"]
+        g["ms"].append(c["ms"])
+        g["cost"] += c["cost"]
+        g["tokens"] += c["tokens"]
+        g["scored"][(c["trace"], c["at"].date())] = c["score"]
+    return groups
+
+
+def _assert_models(rows: list[dict], want: dict) -> None:
+    assert {r["key"] for r in rows} == set(want)
+    for row in rows:
+        g = want[row["key"]]
+        assert (row["requests"], row["errors"]) == (g["n"], g["errors"]), row["key"]
+        assert row["latency_p95_ms"] == nearest_rank(g["ms"], 95), row["key"]
+        assert row["cost_usd"] == pytest.approx(g["cost"]) and row["input_tokens"] == g["tokens"]
+        scores = list(g["scored"].values())
+        assert row["scores"] == {"correctness": pytest.approx(sum(scores) / len(scores))}, row["key"]
+
+
+def _rolled_days(url: str) -> set:
+    from sqlalchemy import select
+
+    from looplab.store.engine import read_session
+    from looplab.store.models import RollupDay
+
+    with read_session(url) as session:
+        return set(session.scalars(select(RollupDay.day)))
+
+
+def test_a_model_breakdown_over_closed_days_adds_up_their_rollups_and_equals_pythons(db_url: str, spread_calls: list) -> None:
+    start = NOW - 4 * DAY + 6 * HOUR  # a clipped first day, three whole days, the morning of NOW's day
+    for names in ((), ("search",)):
+        rows = metrics.breakdown(db_url, TraceFilter(start=start, end=NOW, names=names), "model")
+        _assert_models(rows, _expected_models(spread_calls, start, NOW, names))
+    assert _rolled_days(db_url) == {(NOW - i * DAY).date() for i in (3, 2, 1)}
+    only = metrics.breakdown(db_url, TraceFilter(start=start, end=NOW, models=["gpt-4o"]), "model")
+    _assert_models(only, {k: v for k, v in _expected_models(spread_calls, start, NOW).items() if k == "gpt-4o"})
+    # Filters the rollups do not carry read every call, and agree with Python the same way.
+    by_user = metrics.breakdown(db_url, TraceFilter(start=start, end=NOW, user_ids=["u1"]), "model")
+    _assert_models(by_user, _expected_models([c for c in spread_calls if c["user"] == "u1"], start, NOW))
+
+
+def test_a_late_call_a_new_score_a_renamed_or_erased_trace_change_the_closed_days_they_touch(
+        db_url: str, spread_calls: list) -> None:
+    from sqlalchemy import update
+
+    from looplab.store.engine import write_session
+    from looplab.store.lifecycle import delete_user
+    from looplab.store.models import Trace
+
+    flt = TraceFilter(start=NOW - 4 * DAY, end=NOW)
+    metrics.breakdown(db_url, flt, "model")
+    closed = _rolled_days(db_url)
+    assert len(closed) == 3
+
+    late_at = NOW - 2 * DAY - 5 * HOUR  # inside a closed, rolled-up day
+    insert_traces(db_url, [trace("late", late_at, 60_000.0, model="gpt-4o", cost=2.0, tokens=(900, 2),
+                                 name="search", scores=(score("correctness", 0.0),))])
+    assert _rolled_days(db_url) == closed - {late_at.date()}  # the triggers forgot that day at once
+    spread_calls.append({"trace": "late", "model": "gpt-4o", "name": "search", "at": late_at, "ms": 60_000.0,
+                 "failed": False, "cost": 2.0, "tokens": 900, "score": 0.0, "user": "u1"})
+    _assert_models(metrics.breakdown(db_url, flt, "model"), _expected_models(spread_calls, flt.start, flt.end))
+    assert _rolled_days(db_url) == closed
+
+    insert_traces(db_url, [])  # nothing: no day is forgotten
+    assert _rolled_days(db_url) == closed
+    with write_session(db_url) as session:  # a trace is renamed: the name filter follows it
+        session.execute(update(Trace).where(Trace.id == "d041").values(name="search"))
+    renamed = next(c for c in spread_calls if c["trace"] == "d041")
+    assert renamed["name"] == "refund" and renamed["at"].date() in closed
+    assert _rolled_days(db_url) == closed - {renamed["at"].date()}
+    for c in spread_calls:
+        if c["trace"] == "d041":
+            c["name"] = "search"
+    searched = TraceFilter(start=flt.start, end=flt.end, names=["search"])
+    _assert_models(metrics.breakdown(db_url, searched, "model"), _expected_models(spread_calls, flt.start, flt.end, ("search",)))
+
+    delete_user(db_url, "u2")  # an erased user's calls and scores leave the closed days too
+    spread_calls[:] = [c for c in spread_calls if c["user"] != "u2"]
+    _assert_models(metrics.breakdown(db_url, flt, "model"), _expected_models(spread_calls, flt.start, flt.end))
+    _assert_models(metrics.breakdown(db_url, searched, "model"), _expected_models(spread_calls, flt.start, flt.end, ("search",)))
+
+
+def test_a_new_score_on_a_closed_day_changes_the_model_means(db_url: str, spread_calls: list) -> None:
+    from looplab.store.engine import write_session
+    from looplab.store.models import Score
+
+    flt = TraceFilter(start=NOW - 4 * DAY, end=NOW)
+    before = {r["key"]: r["scores"] for r in metrics.breakdown(db_url, flt, "model")}
+    target = spread_calls[30]  # a call two days and more before NOW
+    with write_session(db_url) as session:
+        session.add(Score(id="late-score", trace_id=target["trace"], name="helpfulness", value=0.25,
+                          source="human", created_at=NOW))
+    after = {r["key"]: r["scores"] for r in metrics.breakdown(db_url, flt, "model")}
+    assert after[target["model"]] == pytest.approx({**before[target["model"]], "helpfulness": 0.25})
+    assert all(after[m] == pytest.approx(before[m]) for m in after if m != target["model"])
+
+
+def test_only_whole_days_that_ended_an_hour_ago_are_rolled_up() -> None:
+    from looplab.monitoring import rollups
+
+    now = datetime(2026, 11, 25, 0, 30, tzinfo=timezone.utc)  # yesterday ended half an hour ago
+    start = datetime(2026, 11, 21, 6, 0, tzinfo=timezone.utc)
+    assert rollups.closed_days(start, now, now) == [datetime(2026, 11, d).date() for d in (22, 23)]
+    assert rollups.closed_days(start, now, now + HOUR) == [datetime(2026, 11, d).date() for d in (22, 23, 24)]
+    assert rollups.closed_days(now - HOUR, now, now + DAY) == []
+
+
+def test_a_percentile_bracket_from_a_histogram_always_holds_the_wanted_rank() -> None:
+    from looplab.monitoring import rollups
+
+    rng = random.Random(7)
+    for _ in range(300):
+        known = [rng.choice((0.0, rng.uniform(0, 0.02), rng.lognormvariate(6, 2))) for _ in range(rng.randint(1, 400))]
+        unknown = [rng.lognormvariate(6, 2) for _ in range(rng.randint(0, 30))]
+        histogram = rollups.empty_histogram()
+        for value in known:
+            rollups.add_histogram(histogram, rollups.histogram_bytes(Counter([rollups.bucket_of(value)])))
+        every = sorted(known + unknown)
+        rank = rng.randint(1, len(every))
+        bounds = rollups.bracket(histogram, len(unknown), rank)
+        assert bounds is not None
+        low, high = bounds
+        assert sum(v < low for v in every) < rank if low is not None else True
+        assert sum(v < high for v in every) >= rank if high is not None else True
+        assert rollups.below(histogram, low) == sum(v < low for v in known) if low is not None else True
+
+
+def test_pruned_days_leave_no_sums_behind(db_url: str, spread_calls: list) -> None:
+    from sqlalchemy import func, select
+
+    from looplab.store.engine import read_session
+    from looplab.store.lifecycle import prune_traces
+    from looplab.store.models import LlmRollup
+
+    def sums_of(day: Any) -> int:
+        with read_session(db_url) as session:
+            return session.scalar(select(func.count()).where(LlmRollup.day == day))
+
+    metrics.breakdown(db_url, TraceFilter(start=NOW - 4 * DAY, end=NOW - DAY), "model")  # builds two days
+    pruned_day = (NOW - 3 * DAY).date()
+    assert sums_of(pruned_day) > 0
+    cutoff = NOW - 2 * DAY - 12 * HOUR  # that day's end: the traces that started before it go
+    prune_traces(db_url, older_than=cutoff)
+    gone = {c["trace"] for c in spread_calls if c["at"] < cutoff}
+    flt = TraceFilter(start=NOW - 2 * DAY, end=NOW)  # builds a day, and sweeps the pruned day's sums
+    rows = metrics.breakdown(db_url, flt, "model")
+    _assert_models(rows, _expected_models([c for c in spread_calls if c["trace"] not in gone], flt.start, flt.end))
+    assert sums_of(pruned_day) == 0

@@ -18,13 +18,17 @@ statements read, so they never touch a trace or span row and its payloads.
 **Which rows.** Trace metrics cover the traces ``TraceFilter`` selects (started in the window).
 Span metrics (time to first token, the ``model`` breakdown) cover LLM spans that *started* in
 the window; a ``models``/``providers`` filter applies to the span itself, and the other
-attribute filters select the traces the spans belong to (traces that started in the window).
-Scores are counted at their trace's start time, so a label given days later still describes the
-traffic it judged.
+attribute filters select the traces the spans belong to (for time to first token, traces that
+started in the window; for the model breakdown, whenever they started). Scores are counted at
+their trace's start time, so a label given days later still describes the traffic it judged.
+
+**Rollups.** The model breakdown reads a window's closed days from per-day sums
+(``looplab.monitoring.rollups``, kept true by triggers) and only the rest from the calls.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -52,15 +56,19 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from looplab.errors import ConfigError
+from looplab.monitoring import rollups
 from looplab.store.engine import read_session
 from looplab.store.filters import TraceFilter
 from looplab.store.models import SPAN_KINDS, Score, Span, Trace, TraceTag, utc_day
 from looplab.store.types import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 # Bucket sizes offered, smallest first; the smallest that gives at most MAX_POINTS buckets wins:
 # 1h -> 1 min (60 points), 24h -> 15 min (96), 7d -> 3 h (56), 30d -> 1 day (30), 90d -> 1 day.
@@ -799,7 +807,7 @@ def summary(url: str, flt: TraceFilter, compare: bool = True) -> dict[str, Any]:
 # --- Breakdowns ---------------------------------------------------------------------------------------
 
 _TRACE_GROUPS = {"name": Trace.name, "release": Trace.release, "user": Trace.user_id}
-_SKIPPABLE = ("name", "model", "release")  # an index leads with these columns
+_SKIPPABLE = ("name", "release")  # an index leads with these columns
 _MAX_GROUP_TERMS = 200
 
 
@@ -819,39 +827,32 @@ def _in(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
 def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT) -> list[dict[str, Any]]:
     """Volume, errors, p95 latency, cost, tokens and mean scores per model, trace name, release or user.
 
-    ``by`` is one of ``BREAKDOWNS``. ``model`` groups LLM spans (their own latency, cost and
-    tokens; ``requests`` counts calls); the others group traces. Rows, busiest first, at most
-    ``limit``: ``{"key", "requests", "errors", "error_rate", "latency_p95_ms", "cost_usd",
-    "input_tokens", "output_tokens", "scores"}`` where ``key`` is None for traces without a value
-    (no release, no user) and ``scores`` maps each score name to the mean of its numeric values
-    (of the traces in the group; for a model, of the traces that called it).
+    ``by`` is one of ``BREAKDOWNS``. ``model`` groups LLM calls (their own latency, cost and
+    tokens; ``requests`` counts calls; see ``_model_breakdown``); the others group traces. Rows,
+    busiest first, at most ``limit``: ``{"key", "requests", "errors", "error_rate",
+    "latency_p95_ms", "cost_usd", "input_tokens", "output_tokens", "scores"}`` where ``key`` is
+    None for traces without a value (no release, no user) and ``scores`` maps each score name to
+    the mean of its numeric values (of the traces in the group; for a model, of the traces that
+    called it).
     """
     if by not in BREAKDOWNS:
         raise ConfigError(f"Cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}.")
-    with read_session(url) as session, ExitStack() as stack:
+    if by == "model":
+        return _model_breakdown(url, flt, limit)
+    with read_session(url) as session:
         flt = _resolved(session, flt)
-        assert flt.start is not None and flt.end is not None
-        if by == "model":
-            column: Any = Span.model
-            matched = stack.enter_context(_match_traces(session, flt))
-            where = _llm_where(flt, flt.start, flt.end, flt.start, matched)
-            value, status = Span.duration_ms, Span.status
-            tokens = (Span.input_tokens, Span.output_tokens, Span.cost_usd)
-        else:
-            column = _TRACE_GROUPS[by]
-            where = trace_conditions(flt)
-            value, status = Trace.duration_ms, Trace.status
-            tokens = (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)
-        totals = [func.count(), func.coalesce(func.sum(case((status == "error", 1), else_=0)), 0),
-                  func.count(value), *[func.coalesce(func.sum(t), 0) for t in tokens]]
+        column = _TRACE_GROUPS[by]
+        where = trace_conditions(flt)
+        totals = [func.count(), func.coalesce(func.sum(case((Trace.status == "error", 1), else_=0)), 0),
+                  func.count(Trace.duration_ms),
+                  *[func.coalesce(func.sum(t), 0) for t in (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)]]
         candidates = _distinct_by_skipping(session, column) if by in _SKIPPABLE else None
         if candidates is not None and len(candidates) < _MAX_GROUP_TERMS:
-            # Few values with an index leading on them (names, models): one index range a value,
+            # Few values with an index leading on them (names, releases): one index range a value,
             # instead of sorting the whole window to group it.
             candidates.append(None)
             found = _run(session, _statements([
-                select(_key(i), *totals).where(*_group_where(by, where, column, key))
-                for i, key in enumerate(candidates)
+                select(_key(i), *totals).where(*where, _equals(column, key)) for i, key in enumerate(candidates)
             ]))
             groups = sorted(((candidates[row[0]], *row[1:]) for row in found if row[1]),
                             key=lambda g: (-g[1], g[0] is None, g[0] or ""))[:limit]
@@ -863,53 +864,186 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
                 .order_by(volume.desc(), column.asc().nulls_last()).limit(limit)
             ).all()
         keys = [g[0] for g in groups]
-        p95 = _percentile_rows(session, value, [
+        p95 = _percentile_rows(session, Trace.duration_ms, [
             (i, [*where, _equals(column, g[0])], _int(g[3])) for i, g in enumerate(groups)
         ], (95,))
-        scores = _group_scores(session, by, column, where, keys) if keys else {}
-    rows = []
-    for i, (key, requests, errors, _, input_tokens, output_tokens, cost) in enumerate(groups):
-        requests, errors = _int(requests), _int(errors)
-        rows.append({
-            "key": key, "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
-            "latency_p95_ms": p95[i][95], "cost_usd": float(cost or 0), "input_tokens": _int(input_tokens),
-            "output_tokens": _int(output_tokens), "scores": scores.get(key, {}),
-        })
-    return rows
+        scores = _group_scores(session, column, where, keys) if keys else {}
+    return [_breakdown_row(key, requests, errors, p95[i][95], input_tokens, output_tokens, cost, scores.get(key, {}))
+            for i, (key, requests, errors, _, input_tokens, output_tokens, cost) in enumerate(groups)]
 
 
-def _group_where(by: str, where: Sequence[ColumnElement[bool]], column: Any, key: Any) -> list[ColumnElement[bool]]:
-    """The conditions of one group's rows. For LLM calls without a model, ``ix_spans_model_start``'s
-    ``model IS NULL`` range would hold every span that is not an LLM call (retrievals, tools,
-    steps: 600,000 in a month of the benchmark, for usually no row at all); the window's range of
-    LLM calls in ``ix_spans_kind_start`` is read instead."""
-    if by == "model" and key is None:
-        return [*where, _not_a_driver(column).is_(None)]
-    return [*where, _equals(column, key)]
+def _breakdown_row(key: Any, requests: Any, errors: Any, p95: float | None, input_tokens: Any, output_tokens: Any,
+                   cost: Any, scores: dict[str, float]) -> dict[str, Any]:
+    requests, errors = _int(requests), _int(errors)
+    return {"key": key, "requests": requests, "errors": errors, "error_rate": _ratio(errors, requests),
+            "latency_p95_ms": p95, "cost_usd": float(cost or 0), "input_tokens": _int(input_tokens),
+            "output_tokens": _int(output_tokens), "scores": scores}
 
 
-def _group_scores(
-    session: Session, by: str, column: Any, where: Sequence[ColumnElement[bool]], keys: Sequence[Any]
-) -> dict[Any, dict[str, float]]:
-    """{group key: {score name: mean value}}: the scores of the traces of each group, or for a
-    model, of the traces that called it (an "IN" a model counts each trace once)."""
+def _group_scores(session: Session, column: Any, where: Sequence[ColumnElement[bool]],
+                  keys: Sequence[Any]) -> dict[Any, dict[str, float]]:
+    """{group key: {score name: mean value}}: the scores of the traces of each group."""
     found: dict[Any, dict[str, float]] = {}
-    if by == "model":
-        rows = _run(session, _statements([
-            select(_key(i), Score.name, func.avg(Score.value))
-            .where(Score.trace_id.in_(select(Span.trace_id).where(*where, _equals(Span.model, key))),
-                   Score.value.is_not(None)).group_by(Score.name)
-            for i, key in enumerate(keys)
-        ]))
-        for i, name, mean in rows:
-            found.setdefault(keys[i], {})[name] = float(mean)
-        return found
     statement = (select(column, Score.name, func.avg(Score.value))
                  .select_from(Trace).join(Score, Score.trace_id == Trace.id)
                  .where(*where, _in(column, keys), Score.value.is_not(None)).group_by(column, Score.name))
     for key, name, mean in session.execute(statement):
         found.setdefault(key, {})[name] = float(mean)
     return found
+
+
+# --- The model breakdown --------------------------------------------------------------------------------
+#
+# It groups LLM calls, five times as many rows as traces, so a month is read from per-day rollups
+# (``looplab.monitoring.rollups``) wherever a closed day has them, and only the rest of the window
+# (today, the window's clipped first day, days not built) from the calls themselves. Rollups carry
+# the trace name and the model: with other filters the whole window is read from the calls.
+#
+# Which calls: those that started in the window; a trace filter selects the calls of the traces
+# it matches, whenever those started. A model's scores are those of the traces that called it,
+# a trace counted once for each UTC day on which it did (what a day's rollup can add up).
+
+_MAX_INSIDE = 20_000  # values a p95 bracket may hold before the heap is the cheaper way
+_LLM_TOTALS = (func.count(), func.coalesce(func.sum(case((Span.status == "error", 1), else_=0)), 0),
+               func.count(Span.duration_ms), func.coalesce(func.sum(Span.input_tokens), 0),
+               func.coalesce(func.sum(Span.output_tokens), 0), func.coalesce(func.sum(Span.cost_usd), 0))
+
+
+def _rollups_answer(flt: TraceFilter) -> bool:
+    """Whether rollups can answer ``flt``: no filter but trace names and models."""
+    return not replace(_attributes(flt), names=(), models=()).attribute_count()
+
+
+def _model_where(where: Sequence[ColumnElement[bool]], key: Any) -> list[ColumnElement[bool]]:
+    """The calls of one model. For calls without a model, ``ix_spans_model_start``'s
+    ``model IS NULL`` range would hold every span that is not an LLM call (retrievals, tools,
+    steps: 600,000 in a month of the benchmark, for usually no row at all); the window's range of
+    LLM calls in ``ix_spans_kind_start`` is read instead."""
+    if key is None:
+        return [*where, _not_a_driver(Span.model).is_(None)]
+    return [*where, Span.model == key]
+
+
+def _model_breakdown(url: str, flt: TraceFilter, limit: int) -> list[dict[str, Any]]:
+    with read_session(url) as session:
+        flt = _resolved(session, flt)
+    assert flt.start is not None and flt.end is not None
+    days = rollups.closed_days(flt.start, flt.end) if _rollups_answer(flt) else []
+    try:
+        rollups.ensure_days(url, days)
+    except SQLAlchemyError as err:  # a database this process may only read: every call is read instead
+        log.warning("looplab: could not build the monitoring rollups (%s); reading the LLM calls instead",
+                    getattr(err, "orig", None) or err)
+    with read_session(url) as session, ExitStack() as stack:
+        rolled = rollups.read(session, days, flt.names, flt.models)
+        live = rollups.uncovered(flt.start, flt.end, rolled.days)
+        traces_from = flt.start - _longest_trace(session) if flt.attribute_count() else flt.start
+        matched = stack.enter_context(_match_traces(session, replace(flt, start=traces_from)))
+
+        def calls(start: Any, end: Any) -> list[ColumnElement[bool]]:
+            return _llm_where(flt, start, end, traces_from, matched)
+
+        totals = rolled.models
+        for key, row in _live_totals(session, [calls(lo, hi) for lo, hi in live]):
+            totals.setdefault(key, rollups.ModelTotals()).add(*row)
+        groups = sorted(((key, t) for key, t in totals.items() if t.calls),
+                        key=lambda g: (-g[1].calls, g[0] is None, g[0] or ""))[:limit]
+        p95 = _model_p95(session, calls(flt.start, flt.end), [calls(lo, hi) for lo, hi in live], groups)
+        scores = _model_scores(session, [calls(lo, hi) for lo, hi in rollups.day_pieces(live)], groups)
+    return [_breakdown_row(key, t.calls, t.errors, p95[key], t.input_tokens, t.output_tokens, t.cost_usd,
+                           scores.get(key, {})) for key, t in groups]
+
+
+def _live_totals(session: Session, ranges: Sequence[Sequence[ColumnElement[bool]]]) -> list[tuple[Any, Any]]:
+    """(model, totals row) for each model seen in each of ``ranges`` (conditions on the calls)."""
+    if not ranges:
+        return []
+    candidates = _distinct_by_skipping(session, Span.model)
+    if len(candidates) >= _MAX_GROUP_TERMS:
+        return [(row[0], row[1:]) for where in ranges
+                for row in session.execute(select(Span.model, *_LLM_TOTALS).where(*where).group_by(Span.model))]
+    # Few models (the index leads with them): one index range a model, no sort of the window.
+    candidates.append(None)
+    width = len(candidates)
+    rows = _run(session, _statements([select(_key(i * width + j), *_LLM_TOTALS).where(*_model_where(where, key))
+                                      for i, where in enumerate(ranges) for j, key in enumerate(candidates)]))
+    return [(candidates[row[0] % width], row[1:]) for row in rows if row[1]]
+
+
+def _model_p95(session: Session, window: Sequence[ColumnElement[bool]],
+               live: Sequence[Sequence[ColumnElement[bool]]],
+               groups: Sequence[tuple[Any, rollups.ModelTotals]]) -> dict[Any, float | None]:
+    """Each model's p95 latency over the window: read between two bounds of its rollups'
+    histogram where they have one (the few values inside, and the values below counted from the
+    histogram and the live ranges), the plain way otherwise."""
+    found: dict[Any, float | None] = {key: None for key, _ in groups}
+    brackets: dict[int, tuple[Any, float | None, float | None, int]] = {}
+    for i, (key, totals) in enumerate(groups):
+        counted = int(totals.histogram.sum())
+        if not totals.finished or not counted:
+            continue
+        rank, unknown = _rank(95, totals.finished), totals.finished - counted
+        bounds = rollups.bracket(totals.histogram, unknown, rank)
+        if bounds is None:
+            continue
+        low, high = bounds
+        high_count = counted if high is None else rollups.below(totals.histogram, high)
+        if high_count - rollups.below(totals.histogram, low) + unknown <= _MAX_INSIDE:
+            brackets[i] = (key, low, high, rank - rollups.below(totals.histogram, low))
+
+    def between(where: Sequence[ColumnElement[bool]], low: float | None, high: float | None) -> list[Any]:
+        tests = [Span.duration_ms.is_not(None)]
+        tests += [] if low is None else [Span.duration_ms >= low]
+        tests += [] if high is None else [Span.duration_ms < high]
+        # The bracket first: SQLite tests the terms in the order written, so a trace filter's
+        # probe then runs for the few calls inside the bracket only.
+        return [*tests, *where]
+
+    inside: dict[int, list[float]] = {i: [] for i in brackets}
+    for i, value in _run(session, _statements([
+        select(_key(i), Span.duration_ms).where(*between(_model_where(window, key), low, high))
+        for i, (key, low, high, _) in brackets.items()
+    ])):
+        inside[i].append(value)
+    live_below: dict[int, int] = {}
+    for i, count in _run(session, _statements([
+        select(_key(i), func.count()).where(Span.duration_ms < low, *_model_where(where, key))
+        for i, (key, low, _, _) in brackets.items() if low is not None for where in live
+    ])):
+        live_below[i] = live_below.get(i, 0) + int(count)
+    plain = []
+    for i, (key, totals) in enumerate(groups):
+        if i in brackets:
+            wanted = brackets[i][3] - live_below.get(i, 0)  # the rank among the values inside
+            values = sorted(inside[i])
+            if 1 <= wanted <= len(values):
+                found[key] = float(values[wanted - 1])
+                continue
+        if totals.finished:
+            plain.append((i, _model_where(window, key), totals.finished))
+    for i, p in _percentile_rows(session, Span.duration_ms, plain, (95,)).items():
+        found[groups[i][0]] = p[95]
+    return found
+
+
+def _model_scores(session: Session, pieces: Sequence[Sequence[ColumnElement[bool]]],
+                  groups: Sequence[tuple[Any, rollups.ModelTotals]]) -> dict[Any, dict[str, float]]:
+    """{model: {score name: mean}}: the rollups' sums plus those of the traces that called the
+    model in each live piece of a day (a trace once a piece)."""
+    sums = {key: {name: list(kept) for name, kept in totals.scores.items()} for key, totals in groups}
+    keys = [key for key, _ in groups]
+    rows = _run(session, _statements([
+        select(_key(i * len(keys) + j), Score.name, func.sum(Score.value), func.count(Score.value))
+        .where(Score.trace_id.in_(select(Span.trace_id).where(*_model_where(where, key))),
+               Score.value.is_not(None)).group_by(Score.name)
+        for i, where in enumerate(pieces) for j, key in enumerate(keys)
+    ]))
+    for k, name, total, count in rows:
+        kept = sums[keys[k % len(keys)]].setdefault(name, [0.0, 0])
+        kept[0] += float(total or 0)
+        kept[1] += int(count or 0)
+    return {key: {name: total / count for name, (total, count) in by_name.items() if count}
+            for key, by_name in sums.items()}
 
 
 # --- Values for the filter widgets -------------------------------------------------------------------

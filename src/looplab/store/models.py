@@ -8,17 +8,19 @@ aggregates on is a real, indexed column; free-form payloads live in ``*_json`` c
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ColumnElement,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -275,6 +277,54 @@ class AttentionRule(Base):
 # The trace explorer sorts by cost (migration 0003); without it that sort over many traces reads
 # the whole table, payloads and all.
 Index("ix_traces_cost_usd", Trace.cost_usd)
+
+
+class RollupDay(Base):
+    """A closed UTC day whose LLM calls are summed up in ``llm_rollups`` and ``llm_score_rollups``.
+
+    Its row exists only while those sums are true: triggers (migration 0008) delete it when an LLM
+    call of that day, a score of a trace that called a model that day, or such a trace's name
+    changes, and ``looplab.monitoring.rollups`` builds the day again when it is next read.
+    """
+
+    __tablename__ = "rollup_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    built_at: Mapped[datetime]
+
+
+class LlmRollup(Base):
+    """One closed day's LLM calls of one (trace name, model): what the model breakdown
+    adds up, and the calls' latencies as a histogram (see ``looplab.monitoring.rollups``)."""
+
+    __tablename__ = "llm_rollups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    trace_name: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))
+    calls: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    finished: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    latency_histogram: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LlmScoreRollup(Base):
+    """One closed day's numeric scores of the traces that called a (trace name, model)
+    that day: their sum and count, per score name (a trace counts once a day)."""
+
+    __tablename__ = "llm_score_rollups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    trace_name: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))
+    score_name: Mapped[str] = mapped_column(String(255))
+    total: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 # --- 3. Annotation and datasets -----------------------------------------------------------------
