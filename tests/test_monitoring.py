@@ -540,17 +540,22 @@ def spread_calls(db_url: str) -> list[dict]:
         model, name = MODELS[n % 3], ("refund", "search")[n % 4 == 0]
         ms = rng.randint(50, 8000) + rng.choice((0.0, 0.25, 0.5))
         failed, judged = n % 6 == 0, 0.1 * (n % 10)
+        release = None if n % 5 == 0 else f"v{n % 2}"
         t = trace(f"d{n:03d}", at, ms, name=name, model=model, cost=0.001 * n, tokens=(n, 2),
-                  status="error" if failed else "ok", user=f"u{n % 3}", scores=(score("correctness", judged),))
+                  status="error" if failed else "ok", user=f"u{n % 3}", scores=(score("correctness", judged),),
+                  release=release)
         calls.append({"trace": f"d{n:03d}", "model": model, "name": name, "at": at, "ms": ms, "failed": failed,
-                      "cost": 0.001 * n, "tokens": n, "score": judged, "user": f"u{n % 3}"})
+                      "cost": 0.001 * n, "tokens": n, "score": judged, "user": f"u{n % 3}", "release": release,
+                      "trace_ms": ms})
         if again:
             t["end_time"] = again + timedelta(seconds=1)
+            calls[-1]["trace_ms"] = (t["end_time"] - at) / timedelta(milliseconds=1)
             t["spans"].append({"span_id": f"d{n:03d}-again", "kind": "llm", "name": "chat", "model": model,
                                "provider": "openai", "start_time": again,
                                "end_time": again + timedelta(milliseconds=99.5), "cost_usd": 0.5,
                                "input_tokens": 7, "output_tokens": 1, "status": "ok"})
-            calls.append({**calls[-1], "at": again, "ms": 99.5, "failed": False, "cost": 0.5, "tokens": 7})
+            calls.append({**calls[-1], "at": again, "ms": 99.5, "failed": False, "cost": 0.5, "tokens": 7,
+                          "trace_ms": None})  # the trace's own figures are on its first call
         traces.append(t)
     insert_traces(db_url, traces)
     return calls
@@ -714,3 +719,78 @@ def test_pruned_days_leave_no_sums_behind(db_url: str, spread_calls: list) -> No
     rows = metrics.breakdown(db_url, flt, "model")
     _assert_models(rows, _expected_models([c for c in spread_calls if c["trace"] not in gone], flt.start, flt.end))
     assert sums_of(pruned_day) == 0
+
+
+def _expected_traces(calls: list[dict], key: str, start: datetime, end: datetime, **only: tuple) -> dict:
+    """Python's trace breakdown by ``key``: traces started in the window (``only``: kept values)."""
+    groups: dict = {}
+    for c in calls:
+        if c["trace_ms"] is None or not start <= c["at"] < end or any(c[k] not in v for k, v in only.items()):
+            continue
+        later = [o for o in calls if o["trace"] == c["trace"] and o is not c]
+        g = groups.setdefault(c[key], {"n": 0, "errors": 0, "ms": [], "cost": 0.0, "tokens": 0, "scores": []})
+        g["n"] += 1
+        g["errors"] += c["failed"]
+        g["ms"].append(c["trace_ms"])
+        g["cost"] += c["cost"] + sum(o["cost"] for o in later)
+        g["tokens"] += c["tokens"] + sum(o["tokens"] for o in later)
+        g["scores"].append(c["score"])
+    return groups
+
+
+def _assert_traces(rows: list[dict], want: dict) -> None:
+    assert {r["key"] for r in rows} == set(want)
+    assert [r["requests"] for r in rows] == sorted((g["n"] for g in want.values()), reverse=True)
+    for row in rows:
+        g = want[row["key"]]
+        assert (row["requests"], row["errors"]) == (g["n"], g["errors"]), row["key"]
+        assert row["latency_p95_ms"] == pytest.approx(nearest_rank(g["ms"], 95)), row["key"]
+        assert row["cost_usd"] == pytest.approx(g["cost"]) and row["input_tokens"] == g["tokens"], row["key"]
+        assert row["scores"] == {"correctness": pytest.approx(sum(g["scores"]) / len(g["scores"]))}, row["key"]
+
+
+@pytest.mark.parametrize(("by", "key"), [("name", "name"), ("release", "release")])
+def test_name_and_release_breakdowns_over_closed_days_add_up_rollups_and_equal_pythons(
+        db_url: str, spread_calls: list, by: str, key: str) -> None:
+    start = NOW - 4 * DAY + 6 * HOUR
+    _assert_traces(metrics.breakdown(db_url, TraceFilter(start=start, end=NOW), by),
+                   _expected_traces(spread_calls, key, start, NOW))
+    assert _rolled_days(db_url) == {(NOW - i * DAY).date() for i in (3, 2, 1)}
+    for lists, only in (({"releases": ["v1"]}, {"release": ("v1",)}), ({"statuses": ["error"]}, {"failed": (True,)}),
+                        ({"names": ["search"], "environments": ["production"]}, {"name": ("search",)}),
+                        ({"user_ids": ["u2"]}, {"user": ("u2",)})):  # users: not in the rollups, read from traces
+        _assert_traces(metrics.breakdown(db_url, TraceFilter(start=start, end=NOW, **lists), by),
+                       _expected_traces(spread_calls, key, start, NOW, **only))
+
+
+def test_a_late_trace_a_changed_status_and_a_score_change_the_closed_days_of_trace_breakdowns(
+        db_url: str, spread_calls: list) -> None:
+    from sqlalchemy import update
+
+    from looplab.store.engine import write_session
+    from looplab.store.models import Score, Trace
+
+    flt = TraceFilter(start=NOW - 4 * DAY, end=NOW)
+    metrics.breakdown(db_url, flt, "name")
+    closed = _rolled_days(db_url)
+    late_at = NOW - 2 * DAY - 5 * HOUR
+    insert_traces(db_url, [trace("late", late_at, 90_000.0, model="gpt-4o", cost=2.0, tokens=(900, 2), release="v9",
+                                 name="search", scores=(score("correctness", 0.0),))])
+    assert _rolled_days(db_url) == closed - {late_at.date()}
+    spread_calls.append({"trace": "late", "model": "gpt-4o", "name": "search", "at": late_at, "ms": 90_000.0,
+                         "failed": False, "cost": 2.0, "tokens": 900, "score": 0.0, "user": "u1", "release": "v9",
+                         "trace_ms": 90_000.0})
+    for by in ("name", "release"):
+        _assert_traces(metrics.breakdown(db_url, flt, by), _expected_traces(spread_calls, by, flt.start, flt.end))
+
+    changed = next(c for c in spread_calls if c["trace"] == "d041")
+    with write_session(db_url) as session:  # marked failed after the fact, and scored again
+        session.execute(update(Trace).where(Trace.id == "d041").values(status="error"))
+        session.add(Score(id="again", trace_id="d041", name="correctness", value=1.0, source="human", created_at=NOW))
+    assert changed["at"].date() not in _rolled_days(db_url) and not changed["failed"]
+    changed["failed"] = True
+    rows = {r["key"]: r for r in metrics.breakdown(db_url, flt, "name")}
+    want = _expected_traces(spread_calls, "name", flt.start, flt.end)
+    assert rows["refund"]["errors"] == want["refund"]["errors"]
+    scores = want["refund"]["scores"] + [1.0]  # a trace's every score counts
+    assert rows["refund"]["scores"] == {"correctness": pytest.approx(sum(scores) / len(scores))}

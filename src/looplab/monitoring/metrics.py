@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -807,7 +807,6 @@ def summary(url: str, flt: TraceFilter, compare: bool = True) -> dict[str, Any]:
 # --- Breakdowns ---------------------------------------------------------------------------------------
 
 _TRACE_GROUPS = {"name": Trace.name, "release": Trace.release, "user": Trace.user_id}
-_SKIPPABLE = ("name", "release")  # an index leads with these columns
 _MAX_GROUP_TERMS = 200
 
 
@@ -815,61 +814,54 @@ def _equals(column: Any, value: Any) -> ColumnElement[bool]:
     return column.is_(None) if value is None else column == value
 
 
-def _in(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    values = list(values)
-    present = [v for v in values if v is not None]
-    tests = [column.in_(present)] if present else []
-    if len(present) < len(values):
-        tests.append(column.is_(None))
-    return or_(*tests) if tests else literal(False)
-
-
 def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT) -> list[dict[str, Any]]:
     """Volume, errors, p95 latency, cost, tokens and mean scores per model, trace name, release or user.
 
     ``by`` is one of ``BREAKDOWNS``. ``model`` groups LLM calls (their own latency, cost and
-    tokens; ``requests`` counts calls; see ``_model_breakdown``); the others group traces. Rows,
-    busiest first, at most ``limit``: ``{"key", "requests", "errors", "error_rate",
-    "latency_p95_ms", "cost_usd", "input_tokens", "output_tokens", "scores"}`` where ``key`` is
-    None for traces without a value (no release, no user) and ``scores`` maps each score name to
-    the mean of its numeric values (of the traces in the group; for a model, of the traces that
-    called it).
+    tokens; ``requests`` counts calls); the others group traces. Rows, busiest first, at most
+    ``limit``: ``{"key", "requests", "errors", "error_rate", "latency_p95_ms", "cost_usd",
+    "input_tokens", "output_tokens", "scores"}`` where ``key`` is None for traces without a value
+    (no release, no user) and ``scores`` maps each score name to the mean of its numeric values
+    (of the traces in the group; for a model, of the traces that called it, a trace counted once
+    for each UTC day on which it did).
+
+    Model, name and release breakdowns read a window's closed days from per-day rollups
+    (``looplab.monitoring.rollups``) when the filter is one they carry (names and models for
+    the model breakdown; names, releases, environments and statuses for the others), and the rest
+    of the window (today, a clipped first day, days not built) from the rows themselves.
     """
     if by not in BREAKDOWNS:
         raise ConfigError(f"Cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}.")
-    if by == "model":
-        return _model_breakdown(url, flt, limit)
     with read_session(url) as session:
         flt = _resolved(session, flt)
-        column = _TRACE_GROUPS[by]
-        where = trace_conditions(flt)
-        totals = [func.count(), func.coalesce(func.sum(case((Trace.status == "error", 1), else_=0)), 0),
-                  func.count(Trace.duration_ms),
-                  *[func.coalesce(func.sum(t), 0) for t in (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)]]
-        candidates = _distinct_by_skipping(session, column) if by in _SKIPPABLE else None
-        if candidates is not None and len(candidates) < _MAX_GROUP_TERMS:
-            # Few values with an index leading on them (names, releases): one index range a value,
-            # instead of sorting the whole window to group it.
-            candidates.append(None)
-            found = _run(session, _statements([
-                select(_key(i), *totals).where(*where, _equals(column, key)) for i, key in enumerate(candidates)
-            ]))
-            groups = sorted(((candidates[row[0]], *row[1:]) for row in found if row[1]),
-                            key=lambda g: (-g[1], g[0] is None, g[0] or ""))[:limit]
+    assert flt.start is not None and flt.end is not None
+    carried = _ROLLED_FILTERS.get(by)
+    days = rollups.closed_days(flt.start, flt.end) if carried is not None and not replace(
+        _attributes(flt), **dict.fromkeys(carried, ())).attribute_count() else []
+    try:
+        rollups.ensure_days(url, days)
+    except SQLAlchemyError as err:  # a database this process may only read: every row is read instead
+        log.warning("looplab: could not build the monitoring rollups (%s); reading the rows instead",
+                    getattr(err, "orig", None) or err)
+    with read_session(url) as session, ExitStack() as stack:
+        if by == "model":
+            grouping = _calls_grouping(session, stack, flt, days)
         else:
-            volume = totals[0].label("volume")
-            grouped_where = _in_user_order(flt) if by == "user" and _by_user_index(session, flt) else where
-            groups = session.execute(
-                select(column, volume, *totals[1:]).where(*grouped_where).group_by(column)
-                .order_by(volume.desc(), column.asc().nulls_last()).limit(limit)
-            ).all()
-        keys = [g[0] for g in groups]
-        p95 = _percentile_rows(session, Trace.duration_ms, [
-            (i, [*where, _equals(column, g[0])], _int(g[3])) for i, g in enumerate(groups)
-        ], (95,))
-        scores = _group_scores(session, column, where, keys) if keys else {}
-    return [_breakdown_row(key, requests, errors, p95[i][95], input_tokens, output_tokens, cost, scores.get(key, {}))
-            for i, (key, requests, errors, _, input_tokens, output_tokens, cost) in enumerate(groups)]
+            grouping = _traces_grouping(session, flt, by, days)
+        rolled = grouping.rolled
+        live = rollups.uncovered(flt.start, flt.end, rolled.days)
+        sums = rolled.groups
+        for key, row in _live_totals(session, grouping, live):
+            sums.setdefault(key, rollups.Sums()).add(*row)
+        groups = sorted(((key, t) for key, t in sums.items() if t.count),
+                        key=lambda g: (-g[1].count, g[0] is None, g[0] or ""))[:limit]
+        p95 = _group_p95(session, grouping, grouping.where(flt.start, flt.end),
+                         [grouping.where(lo, hi) for lo, hi in live], groups)
+        # A model's traces count once a day (what a day's rollup can add up): its live scores too.
+        pieces = rollups.day_pieces(live) if by == "model" else live
+        scores = _group_scores(session, grouping, [grouping.where(lo, hi) for lo, hi in pieces], groups)
+    return [_breakdown_row(key, t.count, t.errors, p95[key], t.input_tokens, t.output_tokens, t.cost_usd,
+                           scores.get(key, {})) for key, t in groups]
 
 
 def _breakdown_row(key: Any, requests: Any, errors: Any, p95: float | None, input_tokens: Any, output_tokens: Any,
@@ -880,170 +872,190 @@ def _breakdown_row(key: Any, requests: Any, errors: Any, p95: float | None, inpu
             "output_tokens": _int(output_tokens), "scores": scores}
 
 
-def _group_scores(session: Session, column: Any, where: Sequence[ColumnElement[bool]],
-                  keys: Sequence[Any]) -> dict[Any, dict[str, float]]:
-    """{group key: {score name: mean value}}: the scores of the traces of each group."""
-    found: dict[Any, dict[str, float]] = {}
-    statement = (select(column, Score.name, func.avg(Score.value))
-                 .select_from(Trace).join(Score, Score.trace_id == Trace.id)
-                 .where(*where, _in(column, keys), Score.value.is_not(None)).group_by(column, Score.name))
-    for key, name, mean in session.execute(statement):
-        found.setdefault(key, {})[name] = float(mean)
-    return found
-
-
-# --- The model breakdown --------------------------------------------------------------------------------
-#
-# It groups LLM calls, five times as many rows as traces, so a month is read from per-day rollups
-# (``looplab.monitoring.rollups``) wherever a closed day has them, and only the rest of the window
-# (today, the window's clipped first day, days not built) from the calls themselves. Rollups carry
-# the trace name and the model: with other filters the whole window is read from the calls.
-#
-# Which calls: those that started in the window; a trace filter selects the calls of the traces
-# it matches, whenever those started. A model's scores are those of the traces that called it,
-# a trace counted once for each UTC day on which it did (what a day's rollup can add up).
-
+# Which filters the rollups carry, per breakdown (none for users: too many to sum up per day).
+_ROLLED_FILTERS = {"model": ("names", "models"), "name": ("names", "releases", "environments", "statuses"),
+                   "release": ("names", "releases", "environments", "statuses")}
 _MAX_INSIDE = 20_000  # values a p95 bracket may hold before the heap is the cheaper way
-_LLM_TOTALS = (func.count(), func.coalesce(func.sum(case((Span.status == "error", 1), else_=0)), 0),
-               func.count(Span.duration_ms), func.coalesce(func.sum(Span.input_tokens), 0),
-               func.coalesce(func.sum(Span.output_tokens), 0), func.coalesce(func.sum(Span.cost_usd), 0))
 
 
-def _rollups_answer(flt: TraceFilter) -> bool:
-    """Whether rollups can answer ``flt``: no filter but trace names and models."""
-    return not replace(_attributes(flt), names=(), models=()).attribute_count()
+@dataclass
+class _Grouping:
+    """What one breakdown groups and how: the column, the latency, the totals, the rows of a range
+    (``where(start, end)``), one group's rows, and what the rollups of its closed days say. ``grouped(start, end)``: a range's rows as a ``GROUP BY`` reads them
+    best, when there are too many groups for one statement term each."""
+
+    column: Any
+    value: Any
+    totals: tuple[Any, ...]
+    where: Callable[[Any, Any], list[ColumnElement[bool]]]
+    of_group: Callable[[Sequence[ColumnElement[bool]], Any], list[ColumnElement[bool]]]
+    rolled: rollups.RolledUp
+    grouped: Callable[[Any, Any], list[ColumnElement[bool]]] | None = None
 
 
-def _model_where(where: Sequence[ColumnElement[bool]], key: Any) -> list[ColumnElement[bool]]:
-    """The calls of one model. For calls without a model, ``ix_spans_model_start``'s
-    ``model IS NULL`` range would hold every span that is not an LLM call (retrievals, tools,
-    steps: 600,000 in a month of the benchmark, for usually no row at all); the window's range of
-    LLM calls in ``ix_spans_kind_start`` is read instead."""
-    if key is None:
-        return [*where, _not_a_driver(Span.model).is_(None)]
-    return [*where, Span.model == key]
+def _totals(status: Any, value: Any, tokens: Sequence[Any]) -> tuple[Any, ...]:
+    return (func.count(), func.coalesce(func.sum(case((status == "error", 1), else_=0)), 0), func.count(value),
+            *[func.coalesce(func.sum(t), 0) for t in tokens])
 
 
-def _model_breakdown(url: str, flt: TraceFilter, limit: int) -> list[dict[str, Any]]:
-    with read_session(url) as session:
-        flt = _resolved(session, flt)
-    assert flt.start is not None and flt.end is not None
-    days = rollups.closed_days(flt.start, flt.end) if _rollups_answer(flt) else []
-    try:
-        rollups.ensure_days(url, days)
-    except SQLAlchemyError as err:  # a database this process may only read: every call is read instead
-        log.warning("looplab: could not build the monitoring rollups (%s); reading the LLM calls instead",
-                    getattr(err, "orig", None) or err)
-    with read_session(url) as session, ExitStack() as stack:
-        rolled = rollups.read(session, days, flt.names, flt.models)
-        live = rollups.uncovered(flt.start, flt.end, rolled.days)
-        traces_from = flt.start - _longest_trace(session) if flt.attribute_count() else flt.start
-        matched = stack.enter_context(_match_traces(session, replace(flt, start=traces_from)))
+def _calls_grouping(session: Session, stack: ExitStack, flt: TraceFilter, days: Sequence[Any]) -> _Grouping:
+    """LLM calls per model. A trace filter selects the calls of the traces it matches, whenever
+    those started (as a day's rollup knows them): from the longest trace before the window."""
+    assert flt.start is not None
+    traces_from = flt.start - _longest_trace(session) if flt.attribute_count() else flt.start
+    matched = stack.enter_context(_match_traces(session, replace(flt, start=traces_from)))
 
-        def calls(start: Any, end: Any) -> list[ColumnElement[bool]]:
-            return _llm_where(flt, start, end, traces_from, matched)
+    def of_model(where: Sequence[ColumnElement[bool]], key: Any) -> list[ColumnElement[bool]]:
+        # For calls without a model, ix_spans_model_start's "model IS NULL" range would hold every
+        # span that is not an LLM call (600,000 in a month of the benchmark, for usually no row
+        # at all); the window's range of LLM calls in ix_spans_kind_start is read instead.
+        if key is None:
+            return [*where, _not_a_driver(Span.model).is_(None)]
+        return [*where, Span.model == key]
 
-        totals = rolled.models
-        for key, row in _live_totals(session, [calls(lo, hi) for lo, hi in live]):
-            totals.setdefault(key, rollups.ModelTotals()).add(*row)
-        groups = sorted(((key, t) for key, t in totals.items() if t.calls),
-                        key=lambda g: (-g[1].calls, g[0] is None, g[0] or ""))[:limit]
-        p95 = _model_p95(session, calls(flt.start, flt.end), [calls(lo, hi) for lo, hi in live], groups)
-        scores = _model_scores(session, [calls(lo, hi) for lo, hi in rollups.day_pieces(live)], groups)
-    return [_breakdown_row(key, t.calls, t.errors, p95[key], t.input_tokens, t.output_tokens, t.cost_usd,
-                           scores.get(key, {})) for key, t in groups]
+    return _Grouping(
+        Span.model, Span.duration_ms, _totals(Span.status, Span.duration_ms,
+                                              (Span.input_tokens, Span.output_tokens, Span.cost_usd)),
+        lambda start, end: _llm_where(flt, start, end, traces_from, matched), of_model,
+        rollups.read_calls(session, days, flt.names, flt.models),
+    )
 
 
-def _live_totals(session: Session, ranges: Sequence[Sequence[ColumnElement[bool]]]) -> list[tuple[Any, Any]]:
-    """(model, totals row) for each model seen in each of ``ranges`` (conditions on the calls)."""
+def _traces_grouping(session: Session, flt: TraceFilter, by: str, days: Sequence[Any]) -> _Grouping:
+    """Traces per name, release or user."""
+    column = _TRACE_GROUPS[by]
+    rolled = (rollups.read_traces(session, days, by, {"name": flt.names, "release": flt.releases,
+                                                      "environment": flt.environments, "status": flt.statuses})
+              if by in _ROLLED_FILTERS else rollups.RolledUp(set(), {}))
+    return _Grouping(
+        column, Trace.duration_ms, _totals(Trace.status, Trace.duration_ms,
+                                           (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)),
+        lambda start, end: trace_conditions(replace(flt, start=start, end=end)),
+        lambda where, key: [*where, _equals(column, key)],
+        rolled,
+        # A month of users: reading every trace in user order beats sorting the window's.
+        grouped=(lambda start, end: _in_user_order(replace(flt, start=start, end=end)))
+        if by == "user" and _by_user_index(session, flt) else None,
+    )
+
+
+def _live_totals(session: Session, grouping: _Grouping,
+                 ranges: Sequence[tuple[datetime, datetime]]) -> list[tuple[Any, Any]]:
+    """(group key, totals row) for each group seen in each of ``ranges``."""
     if not ranges:
         return []
-    candidates = _distinct_by_skipping(session, Span.model)
-    if len(candidates) >= _MAX_GROUP_TERMS:
-        return [(row[0], row[1:]) for where in ranges
-                for row in session.execute(select(Span.model, *_LLM_TOTALS).where(*where).group_by(Span.model))]
-    # Few models (the index leads with them): one index range a model, no sort of the window.
+    column = grouping.column
+    candidates = _distinct_by_skipping(session, column) if column is not Trace.user_id else None
+    if candidates is None or len(candidates) >= _MAX_GROUP_TERMS:
+        found = []
+        for start, end in ranges:
+            where = (grouping.grouped or grouping.where)(start, end)
+            found += [(row[0], row[1:]) for row in
+                      session.execute(select(column, *grouping.totals).where(*where).group_by(column))]
+        return found
+    # Few values with an index leading on them (models, names, releases): one index range a
+    # value, instead of sorting the window to group it.
     candidates.append(None)
     width = len(candidates)
-    rows = _run(session, _statements([select(_key(i * width + j), *_LLM_TOTALS).where(*_model_where(where, key))
-                                      for i, where in enumerate(ranges) for j, key in enumerate(candidates)]))
+    ranges_where = [grouping.where(start, end) for start, end in ranges]
+    rows = _run(session, _statements([select(_key(i * width + j), *grouping.totals).where(*grouping.of_group(where, key))
+                                      for i, where in enumerate(ranges_where) for j, key in enumerate(candidates)]))
     return [(candidates[row[0] % width], row[1:]) for row in rows if row[1]]
 
 
-def _model_p95(session: Session, window: Sequence[ColumnElement[bool]],
+def _group_p95(session: Session, grouping: _Grouping, window: Sequence[ColumnElement[bool]],
                live: Sequence[Sequence[ColumnElement[bool]]],
-               groups: Sequence[tuple[Any, rollups.ModelTotals]]) -> dict[Any, float | None]:
-    """Each model's p95 latency over the window: read between two bounds of its rollups'
+               groups: Sequence[tuple[Any, rollups.Sums]]) -> dict[Any, float | None]:
+    """Each group's p95 latency over the ``window``: read between two bounds of its rollups'
     histogram where they have one (the few values inside, and the values below counted from the
-    histogram and the live ranges), the plain way otherwise."""
-    found: dict[Any, float | None] = {key: None for key, _ in groups}
+    histogram and the ``live`` ranges), the plain way otherwise."""
+    value, found = grouping.value, {key: None for key, _ in groups}
     brackets: dict[int, tuple[Any, float | None, float | None, int]] = {}
-    for i, (key, totals) in enumerate(groups):
-        counted = int(totals.histogram.sum())
-        if not totals.finished or not counted:
+    for i, (key, sums) in enumerate(groups):
+        counted = int(sums.histogram.sum())
+        if not sums.finished or not counted:
             continue
-        rank, unknown = _rank(95, totals.finished), totals.finished - counted
-        bounds = rollups.bracket(totals.histogram, unknown, rank)
+        rank, unknown = _rank(95, sums.finished), sums.finished - counted
+        bounds = rollups.bracket(sums.histogram, unknown, rank)
         if bounds is None:
             continue
         low, high = bounds
-        high_count = counted if high is None else rollups.below(totals.histogram, high)
-        if high_count - rollups.below(totals.histogram, low) + unknown <= _MAX_INSIDE:
-            brackets[i] = (key, low, high, rank - rollups.below(totals.histogram, low))
+        high_count = counted if high is None else rollups.below(sums.histogram, high)
+        if high_count - rollups.below(sums.histogram, low) + unknown <= _MAX_INSIDE:
+            brackets[i] = (key, low, high, rank - rollups.below(sums.histogram, low))
 
     def between(where: Sequence[ColumnElement[bool]], low: float | None, high: float | None) -> list[Any]:
-        tests = [Span.duration_ms.is_not(None)]
-        tests += [] if low is None else [Span.duration_ms >= low]
-        tests += [] if high is None else [Span.duration_ms < high]
+        tests = [value.is_not(None)]
+        tests += [] if low is None else [value + 0 >= low]
+        tests += [] if high is None else [value + 0 < high]
         # The bracket first: SQLite tests the terms in the order written, so a trace filter's
-        # probe then runs for the few calls inside the bracket only.
+        # probe then runs for the few rows inside the bracket only.
         return [*tests, *where]
 
     inside: dict[int, list[float]] = {i: [] for i in brackets}
-    for i, value in _run(session, _statements([
-        select(_key(i), Span.duration_ms).where(*between(_model_where(window, key), low, high))
+    for i, v in _run(session, _statements([
+        select(_key(i), value).where(*between(grouping.of_group(window, key), low, high))
         for i, (key, low, high, _) in brackets.items()
     ])):
-        inside[i].append(value)
+        inside[i].append(v)
     live_below: dict[int, int] = {}
     for i, count in _run(session, _statements([
-        select(_key(i), func.count()).where(Span.duration_ms < low, *_model_where(where, key))
+        select(_key(i), func.count()).where(value + 0 < low, *grouping.of_group(where, key))
         for i, (key, low, _, _) in brackets.items() if low is not None for where in live
     ])):
         live_below[i] = live_below.get(i, 0) + int(count)
     plain = []
-    for i, (key, totals) in enumerate(groups):
+    for i, (key, sums) in enumerate(groups):
         if i in brackets:
             wanted = brackets[i][3] - live_below.get(i, 0)  # the rank among the values inside
             values = sorted(inside[i])
             if 1 <= wanted <= len(values):
                 found[key] = float(values[wanted - 1])
                 continue
-        if totals.finished:
-            plain.append((i, _model_where(window, key), totals.finished))
-    for i, p in _percentile_rows(session, Span.duration_ms, plain, (95,)).items():
+        if sums.finished:
+            plain.append((i, grouping.of_group(window, key), sums.finished))
+    for i, p in _percentile_rows(session, value, plain, (95,)).items():
         found[groups[i][0]] = p[95]
     return found
 
 
-def _model_scores(session: Session, pieces: Sequence[Sequence[ColumnElement[bool]]],
-                  groups: Sequence[tuple[Any, rollups.ModelTotals]]) -> dict[Any, dict[str, float]]:
-    """{model: {score name: mean}}: the rollups' sums plus those of the traces that called the
-    model in each live piece of a day (a trace once a piece)."""
-    sums = {key: {name: list(kept) for name, kept in totals.scores.items()} for key, totals in groups}
+def _group_scores(session: Session, grouping: _Grouping, pieces: Sequence[Sequence[ColumnElement[bool]]],
+                  groups: Sequence[tuple[Any, rollups.Sums]]) -> dict[Any, dict[str, float]]:
+    """{group key: {score name: mean}}: the rollups' sums plus those of each live piece."""
+    sums = {key: {name: list(kept) for name, kept in group.scores.items()} for key, group in groups}
     keys = [key for key, _ in groups]
-    rows = _run(session, _statements([
-        select(_key(i * len(keys) + j), Score.name, func.sum(Score.value), func.count(Score.value))
-        .where(Score.trace_id.in_(select(Span.trace_id).where(*_model_where(where, key))),
-               Score.value.is_not(None)).group_by(Score.name)
-        for i, where in enumerate(pieces) for j, key in enumerate(keys)
-    ]))
-    for k, name, total, count in rows:
-        kept = sums[keys[k % len(keys)]].setdefault(name, [0.0, 0])
+    column = grouping.column
+    rows: list[Any] = []
+    if keys and column is Span.model:
+        # A trace may call several models: one term a model, over the traces that called it.
+        found = _run(session, _statements([
+            select(_key(i * len(keys) + j), Score.name, func.sum(Score.value), func.count(Score.value))
+            .where(Score.trace_id.in_(select(Span.trace_id).where(*grouping.of_group(where, key))),
+                   Score.value.is_not(None)).group_by(Score.name)
+            for i, where in enumerate(pieces) for j, key in enumerate(keys)
+        ]))
+        rows = [(keys[k % len(keys)], *rest) for k, *rest in found]
+    elif keys:
+        for where in pieces:
+            rows += session.execute(
+                select(column, Score.name, func.sum(Score.value), func.count(Score.value))
+                .select_from(Trace).join(Score, Score.trace_id == Trace.id)
+                .where(*where, _in(column, keys), Score.value.is_not(None)).group_by(column, Score.name)).all()
+    for key, name, total, count in rows:
+        kept = sums[key].setdefault(name, [0.0, 0])
         kept[0] += float(total or 0)
         kept[1] += int(count or 0)
     return {key: {name: total / count for name, (total, count) in by_name.items() if count}
             for key, by_name in sums.items()}
+
+
+def _in(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    values = list(values)
+    present = [v for v in values if v is not None]
+    tests = [column.in_(present)] if present else []
+    if len(present) < len(values):
+        tests.append(column.is_(None))
+    return or_(*tests) if tests else literal(False)
 
 
 # --- Values for the filter widgets -------------------------------------------------------------------

@@ -1,31 +1,35 @@
-"""Per-day rollups of LLM calls: what a model breakdown over weeks adds up instead of reading
-every call of the window again.
+"""Per-day rollups of traces and LLM calls: what a breakdown over weeks adds up instead of
+reading every trace or call of the window again.
 
-Each closed UTC day is summed up once per (trace name, model): ``llm_rollups`` holds the calls,
-errors, finished calls, tokens, cost and a histogram of the calls' latencies;
-``llm_score_rollups`` the numeric scores of the traces that called the model that day (sum and
-count per score name, a trace counted once a day). ``rollup_days`` lists the days whose sums are
-true. The triggers of migration 0008 delete a day's row when anything its sums depend on
-changes (an LLM call of the day, a score or the name of a trace that called a model that day);
-``ensure_days`` builds such a day again when a breakdown next needs it.
+Each closed UTC day is summed up once (migration 0008 has the tables):
+
+- its traces per (name, release, environment, status): count, finished, tokens, cost, a latency
+  histogram, and the numeric scores of those traces (sum and count per score name);
+- its LLM calls per (trace name, model): calls, errors, finished, tokens, cost, a latency
+  histogram, and the numeric scores of the traces that called the model that day (a trace
+  counted once a day).
+
+``rollup_days`` lists the days whose sums are true. The triggers of migration 0008 delete a
+day's row when anything its sums depend on changes; ``ensure_days`` builds such a day again when
+a breakdown next needs it.
 
 Only days that ended ``SETTLE`` ago or more are built: the triggers watch the days before today
 by the database's clock, and the hour covers a transaction still writing into the day that just
 ended and a little difference between the clocks.
 
 The histogram's buckets grow by 1%: bucket ``b`` holds ``BOUNDS[b] <= ms < BOUNDS[b + 1]``,
-compared with the same floats the database compares, so the count of a day's calls below any
+compared with the same floats the database compares, so the count of a day's values below any
 bound is exact. A window's percentile is then read between two bounds (``bracket``): exact, from
 a handful of values instead of a heap of 5% of the window. A histogram is stored as bytes (the
 first bucket, then the counts up to the last one, little-endian) and added up with numpy: a month
-of them is 900 rows of a few hundred buckets.
+of them is hundreds of rows of a few hundred buckets.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -42,9 +46,10 @@ from looplab.store.models import (
     Score,
     Span,
     Trace,
+    TraceRollup,
+    TraceScoreRollup,
 )
 from looplab.store.types import utcnow
-
 
 SETTLE = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -153,13 +158,26 @@ def ensure_days(url: str, days: Sequence[date]) -> int:
 
 
 def build_day(session: Session, day: date) -> None:
-    """Sum ``day``'s LLM calls up (in ``session``'s transaction, which must hold the lock)."""
-    start = _midnight(day)
-    calls = [Span.kind == LLM, Span.start_time >= start, Span.start_time < start + DAY]
+    """Sum ``day``'s traces and LLM calls up (in ``session``'s transaction, which must hold the lock)."""
     # This day's old sums, and those of any day the triggers forgot and nobody built again (a
     # pruned month): only days listed in rollup_days keep theirs.
-    session.execute(delete(LlmRollup).where(LlmRollup.day.not_in(select(RollupDay.day))))
-    session.execute(delete(LlmScoreRollup).where(LlmScoreRollup.day.not_in(select(RollupDay.day))))
+    for table in (LlmRollup, LlmScoreRollup, TraceRollup, TraceScoreRollup):
+        session.execute(delete(table).where(table.day.not_in(select(RollupDay.day))))
+    start = _midnight(day)
+    _build_calls(session, day, [Span.kind == LLM, Span.start_time >= start, Span.start_time < start + DAY])
+    _build_traces(session, day, [Trace.start_time >= start, Trace.start_time < start + DAY])
+    session.add(RollupDay(day=day, built_at=utcnow()))
+
+
+def _histograms(session: Session, statement: Any) -> dict[tuple[Any, ...], Counter[int]]:
+    """{key: Counter of buckets} from rows of (*key, value in ms)."""
+    histograms: dict[tuple[Any, ...], Counter[int]] = {}
+    for *key, ms in session.execute(statement):
+        histograms.setdefault(tuple(key), Counter())[bucket_of(ms)] += 1
+    return histograms
+
+
+def _build_calls(session: Session, day: date, calls: list[ColumnElement[bool]]) -> None:
     # A call's trace name is its trace row's; a trace not written yet has none.
     named = (select(Trace.name, Span.model).select_from(Span)
              .outerjoin(Trace, Trace.id == Span.trace_id).where(*calls))
@@ -168,15 +186,13 @@ def build_day(session: Session, day: date) -> None:
         func.count(Span.duration_ms), func.coalesce(func.sum(Span.input_tokens), 0),
         func.coalesce(func.sum(Span.output_tokens), 0), func.coalesce(func.sum(Span.cost_usd), 0.0),
     ).group_by(Trace.name, Span.model)).all()
-    histograms: dict[tuple[Any, Any], Counter[int]] = {}
-    for name, model, ms in session.execute(named.add_columns(Span.duration_ms).where(Span.duration_ms.is_not(None))):
-        histograms.setdefault((name, model), Counter())[bucket_of(ms)] += 1
-    rows = [{"day": day, "trace_name": name, "model": model, "calls": n, "errors": errors, "finished": finished,
+    histograms = _histograms(session, named.add_columns(Span.duration_ms).where(Span.duration_ms.is_not(None)))
+    if totals:
+        session.execute(insert(LlmRollup), [
+            {"day": day, "trace_name": name, "model": model, "calls": n, "errors": errors, "finished": finished,
              "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": float(cost),
              "latency_histogram": histogram_bytes(histograms.get((name, model), Counter()))}
-            for name, model, n, errors, finished, input_tokens, output_tokens, cost in totals]
-    if rows:
-        session.execute(insert(LlmRollup), rows)
+            for name, model, n, errors, finished, input_tokens, output_tokens, cost in totals])
     pairs = select(Span.trace_id, Span.model).where(*calls).distinct().subquery()
     scores = session.execute(
         select(Trace.name, pairs.c.model, Score.name, func.sum(Score.value), func.count(Score.value))
@@ -188,17 +204,39 @@ def build_day(session: Session, day: date) -> None:
         session.execute(insert(LlmScoreRollup), [
             {"day": day, "trace_name": name, "model": model, "score_name": score_name, "total": float(total),
              "count": n} for name, model, score_name, total, n in scores])
-    session.add(RollupDay(day=day, built_at=utcnow()))
+
+
+def _build_traces(session: Session, day: date, traces: list[ColumnElement[bool]]) -> None:
+    keys = (Trace.name, Trace.release, Trace.environment, Trace.status)
+    totals = session.execute(select(
+        *keys, func.count(), func.count(Trace.duration_ms), func.coalesce(func.sum(Trace.input_tokens), 0),
+        func.coalesce(func.sum(Trace.output_tokens), 0), func.coalesce(func.sum(Trace.cost_usd), 0.0),
+    ).where(*traces).group_by(*keys)).all()
+    histograms = _histograms(session, select(*keys, Trace.duration_ms).where(*traces, Trace.duration_ms.is_not(None)))
+    if totals:
+        session.execute(insert(TraceRollup), [
+            {"day": day, **dict(zip(TRACE_KEYS, key)), "traces": n, "finished": finished,
+             "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": float(cost),
+             "latency_histogram": histogram_bytes(histograms.get(tuple(key), Counter()))}
+            for *key, n, finished, input_tokens, output_tokens, cost in totals])
+    scores = session.execute(
+        select(*keys, Score.name, func.sum(Score.value), func.count(Score.value)).select_from(Trace)
+        .join(Score, Score.trace_id == Trace.id).where(*traces, Score.value.is_not(None)).group_by(*keys, Score.name)
+    ).all()
+    if scores:
+        session.execute(insert(TraceScoreRollup), [
+            {"day": day, **dict(zip(TRACE_KEYS, key)), "score_name": score_name, "total": float(total), "count": n}
+            for *key, score_name, total, n in scores])
 
 
 # --- Reading -----------------------------------------------------------------------------------------
 
 
 @dataclass
-class ModelTotals:
-    """A model's sums over some days (or live ranges): what the breakdown adds up."""
+class Sums:
+    """A group's sums over some days (or live ranges): what a breakdown adds up."""
 
-    calls: int = 0
+    count: int = 0
     errors: int = 0
     finished: int = 0
     input_tokens: int = 0
@@ -207,8 +245,8 @@ class ModelTotals:
     histogram: np.ndarray = field(default_factory=empty_histogram)
     scores: dict[str, list[float]] = field(default_factory=dict)  # score name -> [total, count]
 
-    def add(self, calls: Any, errors: Any, finished: Any, input_tokens: Any, output_tokens: Any, cost: Any) -> None:
-        self.calls += int(calls or 0)
+    def add(self, count: Any, errors: Any, finished: Any, input_tokens: Any, output_tokens: Any, cost: Any) -> None:
+        self.count += int(count or 0)
         self.errors += int(errors or 0)
         self.finished += int(finished or 0)
         self.input_tokens += int(input_tokens or 0)
@@ -223,44 +261,56 @@ class ModelTotals:
 
 @dataclass
 class RolledUp:
-    """What the true rollups of a window's closed days say: the days they cover, and per model."""
+    """What the true rollups of a window's closed days say: the days they cover, and per group."""
 
     days: set[date]
-    models: dict[Any, ModelTotals]
+    groups: dict[Any, Sums]
 
 
-def read(session: Session, days: Sequence[date], names: Iterable[str] = (), models: Iterable[str] = ()) -> RolledUp:
-    """The rollups of those ``days`` that are true in ``session``'s snapshot, summed per model
-    (only calls of traces named one of ``names`` and of ``models``, when given)."""
-    if not days:
-        return RolledUp(set(), {})
-    true_days = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days))))
+TRACE_KEYS = ("name", "release", "environment", "status")
+
+
+def read_calls(session: Session, days: Sequence[date], names: Iterable[str] = (),
+               models: Iterable[str] = ()) -> RolledUp:
+    """The LLM call rollups of those ``days`` that are true in ``session``'s snapshot, summed per
+    model (only calls of traces named one of ``names`` and of ``models``, when given)."""
+    return _read(session, days, LlmRollup, LlmScoreRollup, "model",
+                 {"trace_name": names, "model": models}, LlmRollup.calls, LlmRollup.errors)
+
+
+def read_traces(session: Session, days: Sequence[date], by: str, where: Mapping[str, Iterable[str]]) -> RolledUp:
+    """The trace rollups of those ``days`` that are true in ``session``'s snapshot, summed per
+    value of ``by`` (one of ``TRACE_KEYS``); ``where`` maps some of ``TRACE_KEYS`` to the values
+    kept (none: all)."""
+    errors = case((TraceRollup.status == "error", TraceRollup.traces), else_=0)
+    return _read(session, days, TraceRollup, TraceScoreRollup, by, where, TraceRollup.traces, errors)
+
+
+def _read(session: Session, days: Sequence[date], table: Any, score_table: Any, by: str,
+          where: Mapping[str, Iterable[str]], count: Any, errors: Any) -> RolledUp:
+    true_days = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days)))) if days else set()
     if not true_days:
         return RolledUp(set(), {})
 
-    def where(table: Any) -> list[ColumnElement[bool]]:
-        found = [table.day.in_(sorted(true_days))]
-        if names:
-            found.append(table.trace_name.in_(list(names)))
-        if models:
-            found.append(table.model.in_(list(models)))
-        return found
+    def kept(t: Any) -> list[ColumnElement[bool]]:
+        return [t.day.in_(sorted(true_days)), *[getattr(t, column).in_(list(values))
+                                               for column, values in where.items() if values]]
 
-    result: dict[Any, ModelTotals] = {}
-    for row in session.execute(select(
-        LlmRollup.model, LlmRollup.calls, LlmRollup.errors, LlmRollup.finished, LlmRollup.input_tokens,
-        LlmRollup.output_tokens, LlmRollup.cost_usd, LlmRollup.latency_histogram,
-    ).where(*where(LlmRollup))):
-        totals = result.setdefault(row[0], ModelTotals())
-        totals.add(*row[1:7])
-        add_histogram(totals.histogram, row[7])
-    for model, score_name, total, count in session.execute(
-        select(LlmScoreRollup.model, LlmScoreRollup.score_name, func.sum(LlmScoreRollup.total),
-               func.sum(LlmScoreRollup.count)).where(*where(LlmScoreRollup))
-        .group_by(LlmScoreRollup.model, LlmScoreRollup.score_name)
+    groups: dict[Any, Sums] = {}
+    for key, *totals, histogram in session.execute(select(
+        getattr(table, by), count, errors, table.finished, table.input_tokens, table.output_tokens, table.cost_usd,
+        table.latency_histogram,
+    ).where(*kept(table))):
+        sums = groups.setdefault(key, Sums())
+        sums.add(*totals)
+        add_histogram(sums.histogram, histogram)
+    column = getattr(score_table, by)
+    for key, score_name, total, n in session.execute(
+        select(column, score_table.score_name, func.sum(score_table.total), func.sum(score_table.count))
+        .where(*kept(score_table)).group_by(column, score_table.score_name)
     ):
-        result.setdefault(model, ModelTotals()).add_score(score_name, total, count)
-    return RolledUp(true_days, result)
+        groups.setdefault(key, Sums()).add_score(score_name, total, n)
+    return RolledUp(true_days, groups)
 
 
 def uncovered(start: datetime, end: datetime, days: Iterable[date]) -> list[tuple[datetime, datetime]]:

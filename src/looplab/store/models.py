@@ -280,17 +280,54 @@ Index("ix_traces_cost_usd", Trace.cost_usd)
 
 
 class RollupDay(Base):
-    """A closed UTC day whose LLM calls are summed up in ``llm_rollups`` and ``llm_score_rollups``.
+    """A closed UTC day whose traces and LLM calls are summed up in the ``*_rollups`` tables.
 
-    Its row exists only while those sums are true: triggers (migration 0008) delete it when an LLM
-    call of that day, a score of a trace that called a model that day, or such a trace's name
-    changes, and ``looplab.monitoring.rollups`` builds the day again when it is next read.
+    Its row exists only while those sums are true: triggers (migration 0008) delete it when a
+    trace, an LLM call or a score those sums count changes, and ``looplab.monitoring.rollups``
+    builds the day again when it is next read.
     """
 
     __tablename__ = "rollup_days"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     built_at: Mapped[datetime]
+
+
+class TraceRollup(Base):
+    """One closed day's traces of one (name, release, environment, status): what the name and
+    release breakdowns add up, and their latencies as a histogram (see ``looplab.monitoring.rollups``)."""
+
+    __tablename__ = "trace_rollups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    traces: Mapped[int] = mapped_column(Integer)
+    finished: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    latency_histogram: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TraceScoreRollup(Base):
+    """One closed day's numeric scores of the traces of one (name, release, environment, status):
+    their sum and count, per score name."""
+
+    __tablename__ = "trace_score_rollups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    score_name: Mapped[str] = mapped_column(String(255))
+    total: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class LlmRollup(Base):
