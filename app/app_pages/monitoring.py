@@ -85,7 +85,9 @@ def breakdown_tables(url: str, flt: TraceFilter) -> None:
         if not tab.open:
             continue
         with tab:
-            rows = breakdown(url, flt, by)
+            # The first look at a long window sums its days up (once a day, kept after): it can take seconds.
+            with st.spinner("Adding up the table…"):
+                rows = breakdown(url, flt, by)
             score_names = sorted({name for row in rows for name in row["scores"]})
             st.dataframe(
                 [{by: row["key"] if row["key"] is not None else "(none)", "requests": row["requests"],
