@@ -255,19 +255,35 @@ _MATCHED = Table("looplab_matched_traces", MetaData(), Column("id", String(64), 
                  prefixes=["TEMPORARY"])
 
 
+# Trace filters that a trace's own index entry cannot answer (a tag; a model or provider of its
+# spans): a trace statement tests them by a probe per trace of its range (a few µs each), again in
+# each percentile's term. Trace metrics with such a filter list the window's traces once instead.
+_PROBED = ("tags", "models", "providers")
+
+
 @contextmanager
-def _match_traces(session: Session, flt: TraceFilter) -> Iterator[bool]:
+def _match_traces(session: Session, flt: TraceFilter, whole: bool = False) -> Iterator[bool]:
     """Lists the ids of the traces ``flt``'s trace attributes select in its (resolved) window in
-    ``_MATCHED``; yields whether it did (SQLite, with such attributes) and empties it after."""
+    ``_MATCHED``; yields whether it did (SQLite, with such attributes) and empties it after.
+
+    With ``whole``, for trace metrics: the traces all of ``flt``'s attributes select, models and
+    providers included, listed only when one of ``_PROBED`` is among them."""
     assert flt.start is not None and flt.end is not None
     rest = replace(_attributes(flt), models=(), providers=())
-    if session.get_bind().dialect.name != "sqlite" or not rest.attribute_count():
+    if whole:
+        wanted = any(getattr(flt, name) for name in _PROBED)
+    else:
+        wanted = bool(rest.attribute_count())
+    if session.get_bind().dialect.name != "sqlite" or not wanted:
         yield False
         return
+    if whole:
+        conditions = _trace_where(flt, flt.start, flt.end, flt.end + _longest_trace(session))
+    else:
+        conditions = [Trace.start_time >= flt.start, Trace.start_time < flt.end, *rest.conditions()]
     _MATCHED.create(session.connection(), checkfirst=True)
     session.execute(_MATCHED.delete())
-    session.execute(_MATCHED.insert().from_select(["id"], select(Trace.id).where(
-        Trace.start_time >= flt.start, Trace.start_time < flt.end, *rest.conditions())))
+    session.execute(_MATCHED.insert().from_select(["id"], select(Trace.id).where(*conditions)))
     try:
         yield True
     finally:
@@ -538,7 +554,7 @@ class _Buckets:
 
     def __init__(self, session: Session, flt: TraceFilter, ranges: Sequence[tuple[datetime, datetime, datetime]]):
         self.flt, self.ranges, self.attributes = flt, ranges, _attributes(flt)
-        self.matched = False  # whether llm_spans reads the ids _match_traces listed
+        self.matched = False  # whether llm_spans (or traces) reads the ids _match_traces listed
         # Buckets that are whole UTC days (not clipped by the window): a day index answers them.
         self.days = tuple(i for i, (b, lo, hi) in enumerate(ranges)
                           if lo == b and hi - lo == timedelta(days=1) and b == _day_start(b))
@@ -550,6 +566,9 @@ class _Buckets:
                                 f"tf{i}": max(flt.start, lo - longest)})
 
     def traces(self, i: int) -> list[ColumnElement[bool]]:
+        if self.matched:  # listed by _match_traces(whole=True)
+            return [Trace.start_time >= _param(f"lo{i}"), Trace.start_time < _param(f"hi{i}"),
+                    _not_a_driver(Trace.id).in_(select(_MATCHED.c.id))]
         return _trace_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"su{i}"))
 
     def llm_spans(self, i: int) -> list[ColumnElement[bool]]:
@@ -647,13 +666,15 @@ def timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None) -> l
     """
     with read_session(url) as session:
         buckets = _buckets(session, flt, bucket)
-        statements = _cached(buckets.key("trace totals"), lambda: [
-            select(_key(i), *_trace_totals()).where(*buckets.traces(i)) for i in range(len(buckets.ranges))
-        ])
-        totals = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
-        latency = buckets.percentiles(session, "latency", Trace.duration_ms, buckets.traces,
-                                      [_int(totals[i][2]) for i in range(len(buckets.ranges))], LATENCY_PERCENTILES,
-                                      by_day=None if buckets.attributes.attribute_count() else buckets.trace_day)
+        with _match_traces(session, buckets.flt, whole=True) as buckets.matched:
+            statements = _cached(buckets.key("trace totals"), lambda: [
+                select(_key(i), *_trace_totals()).where(*buckets.traces(i)) for i in range(len(buckets.ranges))
+            ])
+            totals = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
+            latency = buckets.percentiles(
+                session, "latency", Trace.duration_ms, buckets.traces,
+                [_int(totals[i][2]) for i in range(len(buckets.ranges))], LATENCY_PERCENTILES,
+                by_day=None if buckets.attributes.attribute_count() else buckets.trace_day)
     rows = []
     for i, (start, _, _) in enumerate(buckets.ranges):
         requests, errors, _, input_tokens, output_tokens, cost = totals[i]
@@ -711,10 +732,11 @@ def score_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None
     """
     with read_session(url) as session:
         buckets = _buckets(session, flt, bucket)
-        statements = _cached(buckets.key("scores"), lambda: [
-            _score_term(i, buckets.traces(i)) for i in range(len(buckets.ranges))
-        ])
-        found = _run(session, statements, buckets.params)
+        with _match_traces(session, buckets.flt, whole=True) as buckets.matched:
+            statements = _cached(buckets.key("scores"), lambda: [
+                _score_term(i, buckets.traces(i)) for i in range(len(buckets.ranges))
+            ])
+            found = _run(session, statements, buckets.params)
     cells = {(row[0], row[1], row[2]): (_float(row[3]), _int(row[4])) for row in found}
     series = sorted({(name, source) for _, name, source in cells})
     return [
@@ -734,6 +756,12 @@ KPIS = ("requests", "errors", "error_rate", "latency_p50_ms", "latency_p95_ms", 
 def _kpis(session: Session, flt: TraceFilter) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[float | None, int]]]:
     assert flt.start is not None and flt.end is not None
     window = _Buckets(session, flt, [(flt.start, flt.start, flt.end)])
+    with _match_traces(session, flt, whole=True) as window.matched:
+        return _window_kpis(session, flt, window)
+
+
+def _window_kpis(session: Session, flt: TraceFilter,
+                 window: _Buckets) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[float | None, int]]]:
     totals = _cached(window.key("summary totals"), lambda: [select(_key(0), *_trace_totals()).where(*window.traces(0))])
     [(_, requests, errors, finished, input_tokens, output_tokens, cost)] = _run(session, totals, window.params)
     # A window holding much of the table: walk the duration index in order, testing the window
