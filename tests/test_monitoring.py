@@ -541,12 +541,13 @@ def spread_calls(db_url: str) -> list[dict]:
         ms = rng.randint(50, 8000) + rng.choice((0.0, 0.25, 0.5))
         failed, judged = n % 6 == 0, 0.1 * (n % 10)
         release = None if n % 5 == 0 else f"v{n % 2}"
-        t = trace(f"d{n:03d}", at, ms, name=name, model=model, cost=0.001 * n, tokens=(n, 2),
+        ttft = ms / 4 if n % 2 else None
+        t = trace(f"d{n:03d}", at, ms, name=name, model=model, cost=0.001 * n, tokens=(n, 2), ttft=ttft,
                   status="error" if failed else "ok", user=f"u{n % 3}", scores=(score("correctness", judged),),
                   release=release)
         calls.append({"trace": f"d{n:03d}", "model": model, "name": name, "at": at, "ms": ms, "failed": failed,
                       "cost": 0.001 * n, "tokens": n, "score": judged, "user": f"u{n % 3}", "release": release,
-                      "trace_ms": ms})
+                      "trace_ms": ms, "ttft": ttft})
         if again:
             t["end_time"] = again + timedelta(seconds=1)
             calls[-1]["trace_ms"] = (t["end_time"] - at) / timedelta(milliseconds=1)
@@ -555,7 +556,7 @@ def spread_calls(db_url: str) -> list[dict]:
                                "end_time": again + timedelta(milliseconds=99.5), "cost_usd": 0.5,
                                "input_tokens": 7, "output_tokens": 1, "status": "ok"})
             calls.append({**calls[-1], "at": again, "ms": 99.5, "failed": False, "cost": 0.5, "tokens": 7,
-                          "trace_ms": None})  # the trace's own figures are on its first call
+                          "trace_ms": None, "ttft": None})  # the trace's own figures are on its first call
         traces.append(t)
     insert_traces(db_url, traces)
     return calls
@@ -794,3 +795,19 @@ def test_a_late_trace_a_changed_status_and_a_score_change_the_closed_days_of_tra
     assert rows["refund"]["errors"] == want["refund"]["errors"]
     scores = want["refund"]["scores"] + [1.0]  # a trace's every score counts
     assert rows["refund"]["scores"] == {"correctness": pytest.approx(sum(scores) / len(scores))}
+
+
+@pytest.mark.parametrize("lists", [{}, {"names": ["search"]}, {"models": ["gpt-4o"]}])
+def test_daily_time_to_first_token_counts_closed_days_from_rollups_and_equals_pythons(
+        db_url: str, spread_calls: list, lists: dict) -> None:
+    flt = TraceFilter(start=NOW - 4 * DAY + 6 * HOUR, end=NOW, **{k: tuple(v) for k, v in lists.items()})
+    rows = metrics.ttft_timeseries(db_url, flt, bucket=DAY)
+    assert _rolled_days(db_url) == {(NOW - i * DAY).date() for i in (3, 2, 1)}
+    assert len(rows) == 5
+    for row in rows:
+        day = [c for c in spread_calls if max(row["bucket"], flt.start) <= c["at"] < row["bucket"] + DAY
+               and c["name"] in lists.get("names", [c["name"]]) and c["model"] in lists.get("models", [c["model"]])]
+        assert row["llm_calls"] == len(day), row["bucket"]
+        ttfts = [c["ttft"] for c in day if c["ttft"] is not None]
+        for p in (50, 95):
+            assert row[f"ttft_p{p}_ms"] == (pytest.approx(nearest_rank(ttfts, p)) if ttfts else None), (row["bucket"], p)

@@ -18,12 +18,13 @@ statements read, so they never touch a trace or span row and its payloads.
 **Which rows.** Trace metrics cover the traces ``TraceFilter`` selects (started in the window).
 Span metrics (time to first token, the ``model`` breakdown) cover LLM spans that *started* in
 the window; a ``models``/``providers`` filter applies to the span itself, and the other
-attribute filters select the traces the spans belong to (for time to first token, traces that
-started in the window; for the model breakdown, whenever they started). Scores are counted at
-their trace's start time, so a label given days later still describes the traffic it judged.
+attribute filters select the traces the spans belong to, whenever those started. Scores are
+counted at their trace's start time, so a label given days later still describes the traffic it
+judged.
 
-**Rollups.** The model breakdown reads a window's closed days from per-day sums
-(``looplab.monitoring.rollups``, kept true by triggers) and only the rest from the calls.
+**Rollups.** Breakdowns by model, name and release, and the daily counts of LLM calls, read a
+window's closed days from per-day sums (``looplab.monitoring.rollups``, kept true by triggers)
+and only the rest from the rows.
 """
 
 from __future__ import annotations
@@ -563,7 +564,7 @@ class _Buckets:
         assert flt.start is not None
         for i, (_, lo, hi) in enumerate(ranges):
             self.params.update({f"lo{i}": lo, f"hi{i}": hi, f"su{i}": hi + longest,
-                                f"tf{i}": max(flt.start, lo - longest)})
+                                f"tf{i}": lo - longest})
 
     def traces(self, i: int) -> list[ColumnElement[bool]]:
         if self.matched:  # listed by _match_traces(whole=True)
@@ -694,13 +695,23 @@ def ttft_timeseries(url: str, flt: TraceFilter, bucket: timedelta | None = None)
     ``ttft_p95_ms`` (over the spans that recorded a time to first token; None when none did).
     """
     with read_session(url) as session:
+        flt = _resolved(session, flt)
+    assert flt.start is not None and flt.end is not None
+    days = _rolled_days(url, flt, ("names", "models")) if (bucket or bucket_for(flt)) == timedelta(days=1) else []
+    with read_session(url) as session:
         buckets = _buckets(session, flt, bucket)
-        with _match_traces(session, buckets.flt) as buckets.matched:
-            statements = _cached(buckets.key("llm counts"), lambda: [
-                select(_key(i), func.count(), func.count(Span.ttft_ms)).where(*buckets.llm_spans(i))
-                for i in range(len(buckets.ranges))
-            ])
-            counts = {row[0]: row[1:] for row in _run(session, statements, buckets.params)}
+        # A span's trace may have started before the window (as a day's rollup counts it).
+        traces_from = flt.start - _longest_trace(session) if flt.attribute_count() else flt.start
+        with _match_traces(session, replace(buckets.flt, start=traces_from)) as buckets.matched:
+            # Closed days' counts from their rollups; the other buckets' from the calls.
+            rolled = rollups.read_call_days(session, days, flt.names, flt.models)
+            counts = {i: rolled[b.date()] for i, (b, _, _) in enumerate(buckets.ranges)
+                      if i in buckets.days and b.date() in rolled}
+            live = tuple(i for i in range(len(buckets.ranges)) if i not in counts)
+            statements = _cached(buckets.key("llm counts", live), lambda: [
+                select(_key(i), func.count(), func.count(Span.ttft_ms)).where(*buckets.llm_spans(i)) for i in live
+            ]) if live else []
+            counts.update({row[0]: row[1:] for row in _run(session, statements, buckets.params)})
             ttft = buckets.percentiles(session, "ttft", Span.ttft_ms, buckets.llm_spans,
                                        [_int(counts[i][1]) for i in range(len(buckets.ranges))], TTFT_PERCENTILES,
                                        by_day=buckets.llm_day)
@@ -864,13 +875,7 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
         flt = _resolved(session, flt)
     assert flt.start is not None and flt.end is not None
     carried = _ROLLED_FILTERS.get(by)
-    days = rollups.closed_days(flt.start, flt.end) if carried is not None and not replace(
-        _attributes(flt), **dict.fromkeys(carried, ())).attribute_count() else []
-    try:
-        rollups.ensure_days(url, days)
-    except SQLAlchemyError as err:  # a database this process may only read: every row is read instead
-        log.warning("looplab: could not build the monitoring rollups (%s); reading the rows instead",
-                    getattr(err, "orig", None) or err)
+    days = _rolled_days(url, flt, carried) if carried is not None else []
     with read_session(url) as session, ExitStack() as stack:
         if by == "model":
             grouping = _calls_grouping(session, stack, flt, days)
@@ -890,6 +895,21 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
         scores = _group_scores(session, grouping, [grouping.where(lo, hi) for lo, hi in pieces], groups)
     return [_breakdown_row(key, t.count, t.errors, p95[key], t.input_tokens, t.output_tokens, t.cost_usd,
                            scores.get(key, {})) for key, t in groups]
+
+
+def _rolled_days(url: str, flt: TraceFilter, carried: Sequence[str]) -> list[Any]:
+    """The closed days of ``flt``'s (resolved) window, their rollups built, when the rollups carry
+    every filter of ``flt`` (``carried``: ``TraceFilter`` field names); none otherwise."""
+    assert flt.start is not None and flt.end is not None
+    if replace(_attributes(flt), **dict.fromkeys(carried, ())).attribute_count():
+        return []
+    days = rollups.closed_days(flt.start, flt.end)
+    try:
+        rollups.ensure_days(url, days)
+    except SQLAlchemyError as err:  # a database this process may only read: every row is read instead
+        log.warning("looplab: could not build the monitoring rollups (%s); reading the rows instead",
+                    getattr(err, "orig", None) or err)
+    return days
 
 
 def _breakdown_row(key: Any, requests: Any, errors: Any, p95: float | None, input_tokens: Any, output_tokens: Any,

@@ -185,14 +185,15 @@ def _build_calls(session: Session, day: date, calls: list[ColumnElement[bool]]) 
         func.count(), func.coalesce(func.sum(case((Span.status == "error", 1), else_=0)), 0),
         func.count(Span.duration_ms), func.coalesce(func.sum(Span.input_tokens), 0),
         func.coalesce(func.sum(Span.output_tokens), 0), func.coalesce(func.sum(Span.cost_usd), 0.0),
+        func.count(Span.ttft_ms),
     ).group_by(Trace.name, Span.model)).all()
     histograms = _histograms(session, named.add_columns(Span.duration_ms).where(Span.duration_ms.is_not(None)))
     if totals:
         session.execute(insert(LlmRollup), [
             {"day": day, "trace_name": name, "model": model, "calls": n, "errors": errors, "finished": finished,
              "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": float(cost),
-             "latency_histogram": histogram_bytes(histograms.get((name, model), Counter()))}
-            for name, model, n, errors, finished, input_tokens, output_tokens, cost in totals])
+             "with_ttft": with_ttft, "latency_histogram": histogram_bytes(histograms.get((name, model), Counter()))}
+            for name, model, n, errors, finished, input_tokens, output_tokens, cost, with_ttft in totals])
     pairs = select(Span.trace_id, Span.model).where(*calls).distinct().subquery()
     scores = session.execute(
         select(Trace.name, pairs.c.model, Score.name, func.sum(Score.value), func.count(Score.value))
@@ -276,6 +277,26 @@ def read_calls(session: Session, days: Sequence[date], names: Iterable[str] = ()
     model (only calls of traces named one of ``names`` and of ``models``, when given)."""
     return _read(session, days, LlmRollup, LlmScoreRollup, "model",
                  {"trace_name": names, "model": models}, LlmRollup.calls, LlmRollup.errors)
+
+
+def read_call_days(session: Session, days: Sequence[date], names: Iterable[str] = (),
+                   models: Iterable[str] = ()) -> dict[date, tuple[int, int]]:
+    """{day: (LLM calls, calls that recorded a time to first token)} for those ``days`` whose
+    rollups are true in ``session``'s snapshot (only calls of traces named one of ``names`` and of
+    ``models``, when given)."""
+    true_days = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days)))) if days else set()
+    if not true_days:
+        return {}
+    found = dict.fromkeys(true_days, (0, 0))
+    where = [LlmRollup.day.in_(sorted(true_days))]
+    where += [LlmRollup.trace_name.in_(list(names))] if names else []
+    where += [LlmRollup.model.in_(list(models))] if models else []
+    for day, calls, with_ttft in session.execute(
+        select(LlmRollup.day, func.sum(LlmRollup.calls), func.sum(LlmRollup.with_ttft)).where(*where)
+        .group_by(LlmRollup.day)
+    ):
+        found[day] = (int(calls or 0), int(with_ttft or 0))
+    return found
 
 
 def read_traces(session: Session, days: Sequence[date], by: str, where: Mapping[str, Iterable[str]]) -> RolledUp:

@@ -342,6 +342,7 @@ class LlmRollup(Base):
     model: Mapped[str | None] = mapped_column(String(255))
     calls: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer)
+    with_ttft: Mapped[int] = mapped_column(Integer)  # calls that recorded a time to first token
     finished: Mapped[int] = mapped_column(Integer)
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)

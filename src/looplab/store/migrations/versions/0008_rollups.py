@@ -12,7 +12,8 @@ breakdowns add the days up:
 - ``trace_rollups`` / ``trace_score_rollups``: the day's traces per (name, release,
   environment, status), with a latency histogram, and the numeric scores of those traces;
 - ``llm_rollups`` / ``llm_score_rollups``: the day's LLM calls per (trace name, model), with a
-  latency histogram, and the numeric scores of the traces that called the model that day.
+  latency histogram and how many recorded a time to first token, and the numeric scores of the
+  traces that called the model that day.
 
 ``rollup_days`` lists the days whose sums are true. The triggers below delete a day's row when
 something its sums depend on changes: a trace that started that day or an LLM call of that day
@@ -118,7 +119,7 @@ def upgrade() -> None:
     )
     _sums('trace_rollups', _trace_keys(), _measures('traces'))
     _sums('trace_score_rollups', _trace_keys(), _scores())
-    _sums('llm_rollups', _llm_keys(), _measures('calls', 'errors'))
+    _sums('llm_rollups', _llm_keys(), _measures('calls', 'errors', 'with_ttft'))
     _sums('llm_score_rollups', _llm_keys(), _scores())
     sqlite = op.get_bind().dialect.name == "sqlite"
     for name, table, event, when, rows in _triggers():
