@@ -188,6 +188,8 @@ def test_every_filter_changes_what_is_counted(varied: str, lists: dict, expected
     assert busy[0]["latency_p50_ms"] == pytest.approx(nearest_rank(sorted(expected), 50))
     assert metrics.summary(varied, flt)["kpis"]["requests"]["value"] == len(expected)
     assert sum(r["llm_calls"] for r in metrics.ttft_timeseries(varied, flt)) == len(expected)
+    for by in ("name", "user"):
+        assert sum(r["requests"] for r in metrics.breakdown(varied, flt, by)) == len(expected), by
 
 
 # --- Time to first token ----------------------------------------------------------------------------

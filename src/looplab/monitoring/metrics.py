@@ -880,7 +880,7 @@ def breakdown(url: str, flt: TraceFilter, by: str, limit: int = BREAKDOWN_LIMIT)
         if by == "model":
             grouping = _calls_grouping(session, stack, flt, days)
         else:
-            grouping = _traces_grouping(session, flt, by, days)
+            grouping = _traces_grouping(session, stack, flt, by, days)
         rolled = grouping.rolled
         live = rollups.uncovered(flt.start, flt.end, rolled.days)
         sums = rolled.groups
@@ -969,17 +969,23 @@ def _calls_grouping(session: Session, stack: ExitStack, flt: TraceFilter, days: 
     )
 
 
-def _traces_grouping(session: Session, flt: TraceFilter, by: str, days: Sequence[Any]) -> _Grouping:
+def _traces_grouping(session: Session, stack: ExitStack, flt: TraceFilter, by: str, days: Sequence[Any]) -> _Grouping:
     """Traces per name, release or user."""
     column = _TRACE_GROUPS[by]
+    matched = stack.enter_context(_match_traces(session, flt, whole=True))
+
+    def traces(start: Any, end: Any) -> list[ColumnElement[bool]]:
+        if matched:
+            return [Trace.start_time >= start, Trace.start_time < end, _not_a_driver(Trace.id).in_(select(_MATCHED.c.id))]
+        return trace_conditions(replace(flt, start=start, end=end))
+
     rolled = (rollups.read_traces(session, days, by, {"name": flt.names, "release": flt.releases,
                                                       "environment": flt.environments, "status": flt.statuses})
               if by in _ROLLED_FILTERS else rollups.RolledUp(set(), {}))
     return _Grouping(
         column, Trace.duration_ms, _totals(Trace.status, Trace.duration_ms,
                                            (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)),
-        lambda start, end: trace_conditions(replace(flt, start=start, end=end)),
-        lambda where, key: [*where, _equals(column, key)],
+        traces, lambda where, key: [*where, _equals(column, key)],
         rolled,
         # A month of users: reading every trace in user order beats sorting the window's.
         grouped=(lambda start, end: _in_user_order(replace(flt, start=start, end=end)))
