@@ -293,76 +293,74 @@ class RollupDay(Base):
     built_at: Mapped[datetime]
 
 
-class TraceRollup(Base):
-    """One closed day's traces of one (name, release, environment, status): what the name and
-    release breakdowns add up, and their latencies as a histogram (see ``looplab.monitoring.rollups``)."""
+class _TraceRollupKey:
+    """Which traces a trace rollup row sums up: a closed day's, of one (name, release,
+    environment, status)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+
+
+class _LlmRollupKey:
+    """Which LLM calls an LLM rollup row sums up: a closed day's, of one (trace name, model)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    trace_name: Mapped[str | None] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))
+
+
+class _Measures:
+    """What a breakdown adds up, and the latencies as a histogram (see ``looplab.monitoring.rollups``)."""
+
+    finished: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    latency_histogram: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class _ScoreSums:
+    """Numeric scores summed up per score name."""
+
+    score_name: Mapped[str] = mapped_column(String(255))
+    total: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class TraceRollup(_TraceRollupKey, _Measures, Base):
+    """One closed day's traces of one (name, release, environment, status)."""
 
     __tablename__ = "trace_rollups"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    name: Mapped[str | None] = mapped_column(String(255))
-    release: Mapped[str | None] = mapped_column(String(255))
-    environment: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
     traces: Mapped[int] = mapped_column(Integer)
-    finished: Mapped[int] = mapped_column(Integer)
-    input_tokens: Mapped[int] = mapped_column(Integer)
-    output_tokens: Mapped[int] = mapped_column(Integer)
-    cost_usd: Mapped[float] = mapped_column(Float)
-    latency_histogram: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class TraceScoreRollup(Base):
-    """One closed day's numeric scores of the traces of one (name, release, environment, status):
-    their sum and count, per score name."""
+class TraceScoreRollup(_TraceRollupKey, _ScoreSums, Base):
+    """One closed day's numeric scores of the traces of one (name, release, environment, status)."""
 
     __tablename__ = "trace_score_rollups"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    name: Mapped[str | None] = mapped_column(String(255))
-    release: Mapped[str | None] = mapped_column(String(255))
-    environment: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
-    score_name: Mapped[str] = mapped_column(String(255))
-    total: Mapped[float] = mapped_column(Float)
-    count: Mapped[int] = mapped_column(Integer)
 
-
-class LlmRollup(Base):
-    """One closed day's LLM calls of one (trace name, model): what the model breakdown
-    adds up, and the calls' latencies as a histogram (see ``looplab.monitoring.rollups``)."""
+class LlmRollup(_LlmRollupKey, _Measures, Base):
+    """One closed day's LLM calls of one (trace name, model)."""
 
     __tablename__ = "llm_rollups"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    trace_name: Mapped[str | None] = mapped_column(String(255))
-    model: Mapped[str | None] = mapped_column(String(255))
     calls: Mapped[int] = mapped_column(Integer)
     errors: Mapped[int] = mapped_column(Integer)
     with_ttft: Mapped[int] = mapped_column(Integer)  # calls that recorded a time to first token
-    finished: Mapped[int] = mapped_column(Integer)
-    input_tokens: Mapped[int] = mapped_column(Integer)
-    output_tokens: Mapped[int] = mapped_column(Integer)
-    cost_usd: Mapped[float] = mapped_column(Float)
-    latency_histogram: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class LlmScoreRollup(Base):
-    """One closed day's numeric scores of the traces that called a (trace name, model)
-    that day: their sum and count, per score name (a trace counts once a day)."""
+class LlmScoreRollup(_LlmRollupKey, _ScoreSums, Base):
+    """One closed day's numeric scores of the traces that called a (trace name, model) that day
+    (a trace counted once a day)."""
 
     __tablename__ = "llm_score_rollups"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    trace_name: Mapped[str | None] = mapped_column(String(255))
-    model: Mapped[str | None] = mapped_column(String(255))
-    score_name: Mapped[str] = mapped_column(String(255))
-    total: Mapped[float] = mapped_column(Float)
-    count: Mapped[int] = mapped_column(Integer)
 
 
 # --- 3. Annotation and datasets -----------------------------------------------------------------
