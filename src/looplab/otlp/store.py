@@ -39,6 +39,8 @@ from looplab.explorer.traces import refresh_indexed_traces
 from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import IDS_PER_QUERY, get_engine
+from looplab.store.stale_days import forget_days_of_traces
+from looplab.store.stale_days import forget_days_of_traces
 from looplab.tracing.payloads import dump_json
 from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc, payload_json
 from looplab.tracing.writer import (
@@ -377,6 +379,7 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
             rows[root_index][_OUTPUT] if root_index is not None else None,
             status, error, count, errors, input_tokens, output_tokens, cost,
         ))
+    forget = [(row[0], row[2]) for trace_rows in by_mode.values() for row in trace_rows]  # id, start_time
     for mode, trace_rows in by_mode.items():
         if not trace_rows:
             continue
@@ -394,5 +397,6 @@ def _upsert_traces(conn: Connection, spans: list[MappedSpan], rows: list[tuple[A
                 reason = str(getattr(err, "orig", None) or err).splitlines()[0]
                 log.warning("looplab: OTLP trace %s refused by the database: %s", row[0], reason)
                 problems.append(f"trace {row[0]}: its summary row was refused by the database: {reason}")
+    forget_days_of_traces(conn, forget)  # a late batch of a closed day: its rollups are stale
     # A trace searched before this export came in was indexed as it stood then.
     refresh_indexed_traces(conn, ids)
