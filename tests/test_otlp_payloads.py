@@ -325,3 +325,21 @@ def test_an_export_naming_more_traces_than_sqlite_binds_at_once_is_stored_whole(
             "SELECT count(*), sum(span_count), min(span_count), max(span_count) FROM traces").one()
         tagged = conn.exec_driver_sql("SELECT count(*) FROM trace_tags WHERE tag = 'bulk'").scalar_one()
     assert tuple(counts) == (1_200, 1_200, 1, 1) and tagged == 1_200
+
+
+def test_a_late_export_into_a_closed_day_changes_that_days_model_breakdown(client: TestClient, db_url: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from looplab.monitoring import metrics
+    from looplab.store.filters import TraceFilter
+
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    window = TraceFilter(start=midnight - timedelta(days=3), end=midnight)  # three closed days
+    first = midnight - timedelta(days=2, hours=12)
+    _post(client, request(*_chat_trace(start=int(first.timestamp() * 1e9))).SerializeToString())
+    assert [(r["key"], r["requests"]) for r in metrics.breakdown(db_url, window, "model")] == [("gpt-4o-mini", 1)]
+
+    late = midnight - timedelta(days=1, hours=5)  # another closed day, already summed up
+    _post(client, request(*_chat_trace(start=int(late.timestamp() * 1e9))).SerializeToString())
+    assert [(r["key"], r["requests"]) for r in metrics.breakdown(db_url, window, "model")] == [("gpt-4o-mini", 2)]
+    assert [(r["key"], r["requests"]) for r in metrics.breakdown(db_url, window, "name")] == [("answer question", 2)]

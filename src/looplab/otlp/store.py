@@ -40,7 +40,6 @@ from looplab.otlp.attributes import OTEL_RESOURCE
 from looplab.otlp.mapping import MappedSpan
 from looplab.store.engine import IDS_PER_QUERY, get_engine
 from looplab.store.stale_days import forget_days_of_traces
-from looplab.store.stale_days import forget_days_of_traces
 from looplab.tracing.payloads import dump_json
 from looplab.tracing.rows import SPAN_COLUMNS, SqliteTime, naive_utc, payload_json
 from looplab.tracing.writer import (

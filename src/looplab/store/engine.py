@@ -43,11 +43,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-32000")  # 32 MB: index pages stay cached during bulk inserts
-        # Temporary files in memory. The rollup triggers (migration 0008) make each multi-row INSERT
-        # keep a statement journal, which in a file cost OTLP ingest 15% of its throughput. Nothing
-        # looplab runs sorts or lists much in temporary storage (its queries walk indexes; a
-        # filter's matching trace ids are the most, a few MB); looplab never runs VACUUM.
-        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @event.listens_for(engine, "begin")

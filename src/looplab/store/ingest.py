@@ -32,7 +32,7 @@ from looplab.store.models import (
     Trace,
     TraceTag,
 )
-from looplab.store.stale_days import forget_days_of_traces
+from looplab.store.stale_days import forget_days_of_calls, forget_days_of_traces
 
 CHUNK = 500
 
@@ -79,6 +79,7 @@ def insert_traces(url: str, traces: Iterable[Mapping[str, Any]]) -> int:
                 for table, key in _TABLES:
                     if rows[key]:
                         session.execute(insert(table), rows[key])
+                forget_days_of_calls(session.connection(), ((s["kind"], s["start_time"]) for s in rows["spans"]))
                 forget_days_of_traces(session.connection(), ((t["id"], t["start_time"]) for t in rows["traces"]))
         except SQLAlchemyError as err:
             raise StoreError(f"Cannot store traces in {_display(url)}: {getattr(err, 'orig', None) or err}") from err

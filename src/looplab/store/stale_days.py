@@ -1,11 +1,11 @@
-"""Telling the monitoring rollups that a closed day changed, from the writers of trace rows.
+"""Telling the monitoring rollups that a closed day changed, from the writers of traces and spans.
 
-Triggers (migration 0008) forget a day's rollups when its LLM calls or scores change, or its
-traces are deleted. Trace rows are written by looplab's writers only (the tracing writer, OTLP
-ingest, imports), and a trigger on them would make each of OTLP's one-row trace upserts keep a
-statement journal on SQLite (16 KB for each page it touches: a tenth of the ingest throughput).
-Those writers call ``forget_days_of_traces`` instead; nearly every trace they write started
-today, which costs one comparison.
+Triggers (migration 0008) forget a day's rollups when its LLM calls change or are deleted, its
+traces are deleted, or their scores change. Traces and spans are inserted by looplab's writers
+only (the tracing writer, OTLP ingest, imports), and on SQLite a trigger on the table makes every
+insert statement keep a statement journal (a copy of each 16 KB page it touches; one-row OTLP
+trace upserts paid it for every trace): a tenth of the ingest throughput. Those writers call the
+functions below instead; nearly every row they write is of today, which costs one comparison.
 """
 
 from __future__ import annotations
@@ -36,6 +36,15 @@ def forget_days_of_traces(conn: Connection, traces: Iterable[tuple[str, Any]]) -
         calls = select(utc_day(Span.start_time)).where(Span.trace_id.in_(chunk), Span.kind == "llm")
         conn.execute(delete(RollupDay).where(or_(RollupDay.day.in_({old[t] for t in chunk}),
                                                  RollupDay.day.in_(calls))))
+
+
+def forget_days_of_calls(conn: Connection, calls: Iterable[tuple[str, Any]]) -> None:
+    """Forget the rollups of the closed UTC days on which these ``(kind, start time)`` span rows
+    started, for LLM calls (start times as for ``forget_days_of_traces``)."""
+    today = datetime.now(timezone.utc).date()
+    days = {day for kind, start in calls if kind == "llm" and (day := _day(start)) is not None and day < today}
+    if days:
+        conn.execute(delete(RollupDay).where(RollupDay.day.in_(days)))
 
 
 def _day(start: Any) -> date | None:

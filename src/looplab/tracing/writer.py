@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from looplab.config import Settings
 from looplab.errors import StoreError
 from looplab.store.engine import get_engine
-from looplab.store.stale_days import forget_days_of_traces
+from looplab.store.stale_days import forget_days_of_calls, forget_days_of_traces
 from looplab.tracing.records import ScoreRecord, SpanRecord
 from looplab.tracing.rows import (
     ID_POSITION,
@@ -531,11 +531,12 @@ def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
     threads (up to the 5 ms switch interval); one statement for hundreds of rows takes it back
     once, and is faster too. Elsewhere, the driver's own ``executemany``.
     """
-    if key == "traces":  # after the rows are written: the helper reads their calls' days
-        _insert_rows_of(conn, key, rows)
-        forget_days_of_traces(conn, ((row[0], row[2]) for row in rows))  # id, start_time
-        return
     _insert_rows_of(conn, key, rows)
+    # After the rows are written (the traces' helper reads their calls' days).
+    if key == "traces":
+        forget_days_of_traces(conn, ((row[0], row[2]) for row in rows))  # id, start_time
+    elif key in ("spans", "new_spans"):
+        forget_days_of_calls(conn, ((row[3], row[5]) for row in rows))  # kind, start_time
 
 
 def _insert_rows_of(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:

@@ -16,12 +16,12 @@ breakdowns add the days up:
   traces that called the model that day.
 
 ``rollup_days`` lists the days whose sums are true. The triggers below delete a day's row when
-something its sums depend on changes: an LLM call of that day (inserted, changed or deleted), a
-deleted trace that started that day or called a model that day, or a numeric score of such
-traces. Trace rows written or updated are looplab's writers' to report
-(``looplab.store.stale_days``). The next breakdown then builds the day again. A span of today
-(the database's clock) fires nothing, so the tracing writer's hot path pays one comparison per
-span; rollups are only built for days that ended an hour ago or more.
+something its sums depend on changes: an LLM call of that day changed or deleted, a deleted
+trace that started that day or called a model that day, or a numeric score of such traces.
+Spans and traces written (inserted, or upserted by OTLP ingest) are looplab's writers' to report
+(``looplab.store.stale_days``): a trigger would cost every insert statement a statement journal
+on SQLite. The next breakdown then builds the day again. Rollups are only built for days that
+ended an hour ago or more.
 """
 
 import sqlalchemy as sa
@@ -61,14 +61,13 @@ def _triggers() -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """(name, table, event, condition, rows to forget) of each trigger."""
     _, today = _dialect()
     return [
-        ("rollups_span_insert", "spans", "INSERT", f"NEW.kind = 'llm' AND NEW.start_time < {today}", ("NEW",)),
         ("rollups_span_update", "spans", f"UPDATE OF {_SPAN_COLUMNS}", "OLD.kind = 'llm' OR NEW.kind = 'llm'",
          ("OLD", "NEW")),
         ("rollups_span_delete", "spans", "DELETE", f"OLD.kind = 'llm' AND OLD.start_time < {today}", ("OLD",)),
-        # Trace rows are inserted and updated by looplab's writers, which forget the days
-        # themselves (looplab.store.stale_days): a trigger would cost OTLP's trace upserts a
-        # statement journal each. A trace starts before its calls: one that started today has
-        # no call on a closed day.
+        # Spans are inserted, and traces inserted and updated, by looplab's writers, which forget
+        # the days themselves (looplab.store.stale_days): on SQLite, a trigger makes every insert
+        # statement keep a statement journal. A trace starts before its calls: one that started
+        # today has no call on a closed day.
         ("rollups_trace_delete", "traces", "DELETE", f"OLD.start_time < {today}", ("OLD",)),
         ("rollups_score_insert", "scores", "INSERT", "NEW.trace_id IS NOT NULL AND NEW.value IS NOT NULL", ("NEW",)),
         ("rollups_score_update", "scores", "UPDATE OF trace_id, name, value", "true", ("OLD", "NEW")),
