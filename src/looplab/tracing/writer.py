@@ -524,7 +524,8 @@ def insert_rows(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None
 
 
 def _insert(conn: Connection, key: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert ready-made row tuples.
+    """Insert ready-made row tuples; spans and traces of a closed day make the monitoring rollups
+    forget that day (``looplab.store.stale_days``, about 0.5 µs a span).
 
     On SQLite, many rows per ``INSERT ... VALUES (...), (...)``: the driver's ``executemany``
     releases and takes back the GIL around every row, and each time it must wait for the app's
