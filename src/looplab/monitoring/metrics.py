@@ -291,6 +291,11 @@ def _match_traces(session: Session, flt: TraceFilter, whole: bool = False) -> It
         session.execute(_MATCHED.delete())
 
 
+def _matched_traces(start: Any, end: Any) -> list[ColumnElement[bool]]:
+    """The traces ``_match_traces(whole=True)`` listed that started in ``[start, end)``."""
+    return [Trace.start_time >= start, Trace.start_time < end, _not_a_driver(Trace.id).in_(select(_MATCHED.c.id))]
+
+
 def llm_span_conditions(flt: TraceFilter, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
     """SQL conditions selecting the LLM spans of ``flt`` that started in ``[start, end)``."""
     return _llm_where(flt, start, end, flt.start if flt.start is not None else _EPOCH)
@@ -568,8 +573,7 @@ class _Buckets:
 
     def traces(self, i: int) -> list[ColumnElement[bool]]:
         if self.matched:  # listed by _match_traces(whole=True)
-            return [Trace.start_time >= _param(f"lo{i}"), Trace.start_time < _param(f"hi{i}"),
-                    _not_a_driver(Trace.id).in_(select(_MATCHED.c.id))]
+            return _matched_traces(_param(f"lo{i}"), _param(f"hi{i}"))
         return _trace_where(self.attributes, _param(f"lo{i}"), _param(f"hi{i}"), _param(f"su{i}"))
 
     def llm_spans(self, i: int) -> list[ColumnElement[bool]]:
@@ -642,14 +646,7 @@ _IN_ORDER = 0.2  # from this share of the traces, a window's percentiles walk th
 
 
 def _trace_totals() -> list[Any]:
-    return [
-        func.count(),
-        func.coalesce(func.sum(case((Trace.status == "error", 1), else_=0)), 0),
-        func.count(Trace.duration_ms),
-        func.coalesce(func.sum(Trace.input_tokens), 0),
-        func.coalesce(func.sum(Trace.output_tokens), 0),
-        func.coalesce(func.sum(Trace.cost_usd), 0.0),
-    ]
+    return rollups.measures(Trace.status, Trace.duration_ms, (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd))
 
 
 def _buckets(session: Session, flt: TraceFilter, bucket: timedelta | None) -> _Buckets:
@@ -929,21 +926,17 @@ _MAX_INSIDE = 20_000  # values a p95 bracket may hold before the heap is the che
 @dataclass
 class _Grouping:
     """What one breakdown groups and how: the column, the latency, the totals, the rows of a range
-    (``where(start, end)``), one group's rows, and what the rollups of its closed days say. ``grouped(start, end)``: a range's rows as a ``GROUP BY`` reads them
-    best, when there are too many groups for one statement term each."""
+    (``where(start, end)``), one group's rows, and what the rollups of its closed days say.
+    ``grouped(start, end)``: a range's rows as a ``GROUP BY`` reads them best, when there are too
+    many groups for one statement term each."""
 
     column: Any
     value: Any
-    totals: tuple[Any, ...]
+    totals: list[Any]
     where: Callable[[Any, Any], list[ColumnElement[bool]]]
     of_group: Callable[[Sequence[ColumnElement[bool]], Any], list[ColumnElement[bool]]]
     rolled: rollups.RolledUp
     grouped: Callable[[Any, Any], list[ColumnElement[bool]]] | None = None
-
-
-def _totals(status: Any, value: Any, tokens: Sequence[Any]) -> tuple[Any, ...]:
-    return (func.count(), func.coalesce(func.sum(case((status == "error", 1), else_=0)), 0), func.count(value),
-            *[func.coalesce(func.sum(t), 0) for t in tokens])
 
 
 def _calls_grouping(session: Session, stack: ExitStack, flt: TraceFilter, days: Sequence[Any]) -> _Grouping:
@@ -962,8 +955,8 @@ def _calls_grouping(session: Session, stack: ExitStack, flt: TraceFilter, days: 
         return [*where, Span.model == key]
 
     return _Grouping(
-        Span.model, Span.duration_ms, _totals(Span.status, Span.duration_ms,
-                                              (Span.input_tokens, Span.output_tokens, Span.cost_usd)),
+        Span.model, Span.duration_ms,
+        rollups.measures(Span.status, Span.duration_ms, (Span.input_tokens, Span.output_tokens, Span.cost_usd)),
         lambda start, end: _llm_where(flt, start, end, traces_from, matched), of_model,
         rollups.read_calls(session, days, flt.names, flt.models),
     )
@@ -975,16 +968,13 @@ def _traces_grouping(session: Session, stack: ExitStack, flt: TraceFilter, by: s
     matched = stack.enter_context(_match_traces(session, flt, whole=True))
 
     def traces(start: Any, end: Any) -> list[ColumnElement[bool]]:
-        if matched:
-            return [Trace.start_time >= start, Trace.start_time < end, _not_a_driver(Trace.id).in_(select(_MATCHED.c.id))]
-        return trace_conditions(replace(flt, start=start, end=end))
+        return _matched_traces(start, end) if matched else trace_conditions(replace(flt, start=start, end=end))
 
     rolled = (rollups.read_traces(session, days, by, {"name": flt.names, "release": flt.releases,
                                                       "environment": flt.environments, "status": flt.statuses})
               if by in _ROLLED_FILTERS else rollups.RolledUp(set(), {}))
     return _Grouping(
-        column, Trace.duration_ms, _totals(Trace.status, Trace.duration_ms,
-                                           (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)),
+        column, Trace.duration_ms, _trace_totals(),
         traces, lambda where, key: [*where, _equals(column, key)],
         rolled,
         # A month of users: reading every trace in user order beats sorting the window's.
@@ -1012,8 +1002,10 @@ def _live_totals(session: Session, grouping: _Grouping,
     candidates.append(None)
     width = len(candidates)
     ranges_where = [grouping.where(start, end) for start, end in ranges]
-    rows = _run(session, _statements([select(_key(i * width + j), *grouping.totals).where(*grouping.of_group(where, key))
-                                      for i, where in enumerate(ranges_where) for j, key in enumerate(candidates)]))
+    rows = _run(session, _statements([
+        select(_key(i * width + j), *grouping.totals).where(*grouping.of_group(where, key))
+        for i, where in enumerate(ranges_where) for j, key in enumerate(candidates)
+    ]))
     return [(candidates[row[0] % width], row[1:]) for row in rows if row[1]]
 
 
@@ -1034,9 +1026,10 @@ def _group_p95(session: Session, grouping: _Grouping, window: Sequence[ColumnEle
         if bounds is None:
             continue
         low, high = bounds
+        low_count = rollups.below(sums.histogram, low)
         high_count = counted if high is None else rollups.below(sums.histogram, high)
-        if high_count - rollups.below(sums.histogram, low) + unknown <= _MAX_INSIDE:
-            brackets[i] = (key, low, high, rank - rollups.below(sums.histogram, low))
+        if high_count - low_count + unknown <= _MAX_INSIDE:
+            brackets[i] = (key, low, high, rank - low_count)
 
     def between(where: Sequence[ColumnElement[bool]], low: float | None, high: float | None) -> list[Any]:
         tests = [value.is_not(None)]
@@ -1075,9 +1068,10 @@ def _group_p95(session: Session, grouping: _Grouping, window: Sequence[ColumnEle
 
 def _group_scores(session: Session, grouping: _Grouping, pieces: Sequence[Sequence[ColumnElement[bool]]],
                   groups: Sequence[tuple[Any, rollups.Sums]]) -> dict[Any, dict[str, float]]:
-    """{group key: {score name: mean}}: the rollups' sums plus those of each live piece."""
-    sums = {key: {name: list(kept) for name, kept in group.scores.items()} for key, group in groups}
-    keys = [key for key, _ in groups]
+    """{group key: {score name: mean}}: the rollups' sums plus those of each live piece (added to
+    the groups' ``Sums``)."""
+    sums = dict(groups)
+    keys = list(sums)
     column = grouping.column
     rows: list[Any] = []
     if keys and column is Span.model:
@@ -1096,11 +1090,9 @@ def _group_scores(session: Session, grouping: _Grouping, pieces: Sequence[Sequen
                 .select_from(Trace).join(Score, Score.trace_id == Trace.id)
                 .where(*where, _in(column, keys), Score.value.is_not(None)).group_by(column, Score.name)).all()
     for key, name, total, count in rows:
-        kept = sums[key].setdefault(name, [0.0, 0])
-        kept[0] += float(total or 0)
-        kept[1] += int(count or 0)
-    return {key: {name: total / count for name, (total, count) in by_name.items() if count}
-            for key, by_name in sums.items()}
+        sums[key].add_score(name, total, count)
+    return {key: {name: total / count for name, (total, count) in group.scores.items() if count}
+            for key, group in sums.items()}
 
 
 def _in(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

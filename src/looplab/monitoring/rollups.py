@@ -9,13 +9,14 @@ Each closed UTC day is summed up once (migration 0008 has the tables):
   histogram, and the numeric scores of the traces that called the model that day (a trace
   counted once a day).
 
-``rollup_days`` lists the days whose sums are true. The triggers of migration 0008 delete a
-day's row when anything its sums depend on changes; ``ensure_days`` builds such a day again when
-a breakdown next needs it.
+``rollup_days`` lists the days whose sums are true. A day's row is deleted when anything its sums
+depend on changes: by the triggers of migration 0008 for changes and deletions, by looplab's
+writers for the spans and traces they insert (``looplab.store.stale_days``). ``ensure_days``
+builds such a day again when a breakdown next needs it.
 
-Only days that ended ``SETTLE`` ago or more are built: the triggers watch the days before today
-by the database's clock, and the hour covers a transaction still writing into the day that just
-ended and a little difference between the clocks.
+Only days that ended ``SETTLE`` ago or more are built: the writers report rows of the days before
+today, and the hour covers a transaction still writing into the day that just ended and a little
+difference between the clocks.
 
 The histogram's buckets grow by 1%: bucket ``b`` holds ``BOUNDS[b] <= ms < BOUNDS[b + 1]``,
 compared with the same floats the database compares, so the count of a day's values below any
@@ -136,13 +137,13 @@ def ensure_days(url: str, days: Sequence[date]) -> int:
     """Build the rollups of those ``days`` that have no true ones; returns how many it built.
 
     Each day is one write transaction. On PostgreSQL it first locks ``rollup_days`` against the
-    triggers' deletes, so a call written while the day is read waits and then deletes the new
-    row; SQLite's write lock does the same for the whole transaction.
+    deletes of triggers and writers, so a call written while the day is read waits and then
+    deletes the new row; SQLite's write lock does the same for the whole transaction.
     """
     if not days:
         return 0
     with read_session(url) as session:
-        built = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days))))
+        built = _true_days(session, days)
     count = 0
     for day in days:
         if day in built:
@@ -169,6 +170,14 @@ def build_day(session: Session, day: date) -> None:
     session.add(RollupDay(day=day, built_at=utcnow()))
 
 
+def measures(status: Any, value: Any, tokens: Sequence[Any]) -> list[Any]:
+    """The aggregates a breakdown adds up, in ``Sums.add``'s order: rows, errors (``status`` is
+    "error"), finished (``value``, the latency, recorded), then the sums of ``tokens`` (input
+    tokens, output tokens, cost)."""
+    return [func.count(), func.coalesce(func.sum(case((status == "error", 1), else_=0)), 0), func.count(value),
+            *[func.coalesce(func.sum(t), 0) for t in tokens]]
+
+
 def _histograms(session: Session, statement: Any) -> dict[tuple[Any, ...], Counter[int]]:
     """{key: Counter of buckets} from rows of (*key, value in ms)."""
     histograms: dict[tuple[Any, ...], Counter[int]] = {}
@@ -182,9 +191,7 @@ def _build_calls(session: Session, day: date, calls: list[ColumnElement[bool]]) 
     named = (select(Trace.name, Span.model).select_from(Span)
              .outerjoin(Trace, Trace.id == Span.trace_id).where(*calls))
     totals = session.execute(named.add_columns(
-        func.count(), func.coalesce(func.sum(case((Span.status == "error", 1), else_=0)), 0),
-        func.count(Span.duration_ms), func.coalesce(func.sum(Span.input_tokens), 0),
-        func.coalesce(func.sum(Span.output_tokens), 0), func.coalesce(func.sum(Span.cost_usd), 0.0),
+        *measures(Span.status, Span.duration_ms, (Span.input_tokens, Span.output_tokens, Span.cost_usd)),
         func.count(Span.ttft_ms),
     ).group_by(Trace.name, Span.model)).all()
     histograms = _histograms(session, named.add_columns(Span.duration_ms).where(Span.duration_ms.is_not(None)))
@@ -210,8 +217,7 @@ def _build_calls(session: Session, day: date, calls: list[ColumnElement[bool]]) 
 def _build_traces(session: Session, day: date, traces: list[ColumnElement[bool]]) -> None:
     keys = (Trace.name, Trace.release, Trace.environment, Trace.status)
     totals = session.execute(select(
-        *keys, func.count(), func.count(Trace.duration_ms), func.coalesce(func.sum(Trace.input_tokens), 0),
-        func.coalesce(func.sum(Trace.output_tokens), 0), func.coalesce(func.sum(Trace.cost_usd), 0.0),
+        *keys, *measures(Trace.status, Trace.duration_ms, (Trace.input_tokens, Trace.output_tokens, Trace.cost_usd)),
     ).where(*traces).group_by(*keys)).all()
     histograms = _histograms(session, select(*keys, Trace.duration_ms).where(*traces, Trace.duration_ms.is_not(None)))
     if totals:
@@ -219,7 +225,7 @@ def _build_traces(session: Session, day: date, traces: list[ColumnElement[bool]]
             {"day": day, **dict(zip(TRACE_KEYS, key)), "traces": n, "finished": finished,
              "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": float(cost),
              "latency_histogram": histogram_bytes(histograms.get(tuple(key), Counter()))}
-            for *key, n, finished, input_tokens, output_tokens, cost in totals])
+            for *key, n, _, finished, input_tokens, output_tokens, cost in totals])  # errors: the status key
     scores = session.execute(
         select(*keys, Score.name, func.sum(Score.value), func.count(Score.value)).select_from(Trace)
         .join(Score, Score.trace_id == Trace.id).where(*traces, Score.value.is_not(None)).group_by(*keys, Score.name)
@@ -284,16 +290,13 @@ def read_call_days(session: Session, days: Sequence[date], names: Iterable[str] 
     """{day: (LLM calls, calls that recorded a time to first token)} for those ``days`` whose
     rollups are true in ``session``'s snapshot (only calls of traces named one of ``names`` and of
     ``models``, when given)."""
-    true_days = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days)))) if days else set()
-    if not true_days:
-        return {}
+    true_days = _true_days(session, days)
     found = dict.fromkeys(true_days, (0, 0))
-    where = [LlmRollup.day.in_(sorted(true_days))]
-    where += [LlmRollup.trace_name.in_(list(names))] if names else []
-    where += [LlmRollup.model.in_(list(models))] if models else []
+    if not true_days:
+        return found
     for day, calls, with_ttft in session.execute(
-        select(LlmRollup.day, func.sum(LlmRollup.calls), func.sum(LlmRollup.with_ttft)).where(*where)
-        .group_by(LlmRollup.day)
+        select(LlmRollup.day, func.sum(LlmRollup.calls), func.sum(LlmRollup.with_ttft))
+        .where(*_kept(LlmRollup, true_days, {"trace_name": names, "model": models})).group_by(LlmRollup.day)
     ):
         found[day] = (int(calls or 0), int(with_ttft or 0))
     return found
@@ -309,29 +312,35 @@ def read_traces(session: Session, days: Sequence[date], by: str, where: Mapping[
 
 def _read(session: Session, days: Sequence[date], table: Any, score_table: Any, by: str,
           where: Mapping[str, Iterable[str]], count: Any, errors: Any) -> RolledUp:
-    true_days = set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days)))) if days else set()
+    true_days = _true_days(session, days)
     if not true_days:
         return RolledUp(set(), {})
-
-    def kept(t: Any) -> list[ColumnElement[bool]]:
-        return [t.day.in_(sorted(true_days)), *[getattr(t, column).in_(list(values))
-                                               for column, values in where.items() if values]]
-
     groups: dict[Any, Sums] = {}
     for key, *totals, histogram in session.execute(select(
         getattr(table, by), count, errors, table.finished, table.input_tokens, table.output_tokens, table.cost_usd,
         table.latency_histogram,
-    ).where(*kept(table))):
+    ).where(*_kept(table, true_days, where))):
         sums = groups.setdefault(key, Sums())
         sums.add(*totals)
         add_histogram(sums.histogram, histogram)
     column = getattr(score_table, by)
     for key, score_name, total, n in session.execute(
         select(column, score_table.score_name, func.sum(score_table.total), func.sum(score_table.count))
-        .where(*kept(score_table)).group_by(column, score_table.score_name)
+        .where(*_kept(score_table, true_days, where)).group_by(column, score_table.score_name)
     ):
         groups.setdefault(key, Sums()).add_score(score_name, total, n)
     return RolledUp(true_days, groups)
+
+
+def _true_days(session: Session, days: Sequence[date]) -> set[date]:
+    """Those of ``days`` whose rollups are true in ``session``'s snapshot."""
+    return set(session.scalars(select(RollupDay.day).where(RollupDay.day.in_(days)))) if days else set()
+
+
+def _kept(table: Any, days: Iterable[date], where: Mapping[str, Iterable[str]]) -> list[ColumnElement[bool]]:
+    """A rollup table's rows of ``days`` whose columns hold the values ``where`` keeps (none: all)."""
+    return [table.day.in_(sorted(days)),
+            *[getattr(table, column).in_(list(values)) for column, values in where.items() if values]]
 
 
 def uncovered(start: datetime, end: datetime, days: Iterable[date]) -> list[tuple[datetime, datetime]]:

@@ -282,9 +282,10 @@ Index("ix_traces_cost_usd", Trace.cost_usd)
 class RollupDay(Base):
     """A closed UTC day whose traces and LLM calls are summed up in the ``*_rollups`` tables.
 
-    Its row exists only while those sums are true: triggers (migration 0008) delete it when a
-    trace, an LLM call or a score those sums count changes, and ``looplab.monitoring.rollups``
-    builds the day again when it is next read.
+    Its row exists only while those sums are true: triggers (migration 0008) and looplab's
+    writers (``looplab.store.stale_days``) delete it when a trace, an LLM call or a score those
+    sums count changes, and ``looplab.monitoring.rollups`` builds the day again when it is next
+    read.
     """
 
     __tablename__ = "rollup_days"
